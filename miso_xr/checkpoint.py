@@ -1,0 +1,188 @@
+"""The checkpoint format: one ``.safetensors`` file that describes itself.
+
+Tensors are stored with safetensors (no code runs on load). The file's string metadata holds:
+
+``format``          ``"miso_xr"``
+``format_version``  ``"1"``
+``kind``            which model rebuilds from it (``"miso"``, ``"random_forest"``)
+``spec``            JSON of :class:`miso_xr.spec.ModelSpec` (bands, classes, window, CRS, ...)
+``config``          JSON of the model's architecture configuration
+``training``        JSON summary of the training data and run
+``miso_xr_version`` the package version that wrote it
+
+This module knows numpy and safetensors only; model classes turn tensors into torch or sklearn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import CheckpointError, UnsafeCheckpointError
+from .spec import ModelSpec
+
+__all__ = [
+    "CheckpointInfo",
+    "FORMAT_VERSION",
+    "PICKLE_SUFFIXES",
+    "read_checkpoint",
+    "read_info",
+    "sha256_file",
+    "write_checkpoint",
+]
+
+FORMAT_VERSION = "1"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The metadata of a checkpoint, read without loading its tensors."""
+
+    kind: str
+    spec: ModelSpec
+    config: dict[str, Any] = field(hash=False)
+    training: dict[str, Any] = field(hash=False)
+    version: str = ""
+    format_version: str = FORMAT_VERSION
+
+    def summary(self) -> dict[str, Any]:
+        """A short JSON-able description (what hub indexes show)."""
+        return {
+            "kind": self.kind,
+            "task": self.spec.task,
+            "classes": list(self.spec.classes),
+            "modalities": {m: list(b) for m, b in self.spec.modalities},
+            "window": self.spec.window,
+            "resolution": self.spec.resolution,
+            "crs": self.spec.crs,
+            "miso_xr_version": self.version,
+        }
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UnsafeCheckpointError(
+            f"{str(path)!r} is a pickle-format checkpoint ({path.suffix}), which can run code when "
+            "loaded; miso_xr loads .safetensors only. Convert it explicitly with "
+            "`miso-xr hub convert IN OUT.safetensors`, which reads it with "
+            "torch.load(weights_only=True) (tensors only, no code)."
+        )
+
+
+def write_checkpoint(
+    path: str | os.PathLike[str],
+    tensors: dict[str, np.ndarray],
+    *,
+    spec: ModelSpec,
+    config: dict[str, Any],
+    training: dict[str, Any] | None = None,
+) -> str:
+    """Write tensors and metadata atomically; return the file's sha256.
+
+    The file appears under its final name only once complete (write to a temporary file in the
+    same directory, then rename), so an interrupted save never leaves a truncated checkpoint.
+    """
+    from safetensors.numpy import save
+
+    from . import __version__
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint path {str(path)!r} must end in .safetensors")
+    meta = {
+        "format": "miso_xr",
+        "format_version": FORMAT_VERSION,
+        "kind": spec.kind,
+        "spec": spec.to_json(),
+        "config": json.dumps(config, sort_keys=True),
+        "training": json.dumps(training or {}, sort_keys=True, default=str),
+        "miso_xr_version": __version__,
+    }
+    arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    data = save(arrays, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def _info_from_meta(meta: dict[str, str] | None, where: str) -> CheckpointInfo:
+    if not meta or meta.get("format") != "miso_xr":
+        raise CheckpointError(
+            f"{where} is a safetensors file but not a miso_xr checkpoint (its metadata has no "
+            "format='miso_xr'); for backbone weights use miso_xr.hub.load_backbone"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where} has checkpoint format_version {meta.get('format_version')!r}; this miso_xr "
+            f"reads format_version {FORMAT_VERSION!r}"
+        )
+    try:
+        config = json.loads(meta.get("config", "{}"))
+        training = json.loads(meta.get("training", "{}"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{where} has unreadable metadata: {err}") from err
+    return CheckpointInfo(
+        kind=meta.get("kind", ""),
+        spec=ModelSpec.from_json(meta.get("spec", "")),
+        config=config,
+        training=training,
+        version=meta.get("miso_xr_version", ""),
+        format_version=meta["format_version"],
+    )
+
+
+def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
+    """Read a checkpoint's metadata only (cheap: the header, not the tensors)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _refuse_pickle(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata()
+    except Exception as err:  # safetensors raises its own SafetensorError on bad headers
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable .safetensors file ({err}); it may be truncated or "
+            "an HTML error page saved in its place"
+        ) from err
+    return _info_from_meta(meta, repr(str(path)))
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], CheckpointInfo]:
+    """Read tensors (as numpy arrays) and metadata."""
+    from safetensors.numpy import load_file
+
+    info = read_info(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:
+        raise CheckpointError(f"{str(path)!r} has unreadable tensors ({err})") from err
+    return tensors, info

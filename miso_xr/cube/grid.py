@@ -1,0 +1,222 @@
+"""The grid every modality is aligned onto, and the cube convention.
+
+A cube is an ``xr.Dataset`` on one regular grid with pixel-centre ``x``/``y`` coordinates (``y``
+decreasing, north up) and the CRS recorded the rioxarray way (a ``spatial_ref`` coordinate). Each
+modality is one float32 variable with dims ``(f"{modality}_band", "y", "x")`` and NaN as nodata.
+
+Why ``optical_band`` rather than a shared ``band`` dimension: an ``xr.Dataset`` gives a dimension
+one size and one coordinate across all its variables, so 9 optical bands and 6 covariates cannot
+both be called ``band``. :func:`modality_array` gives a modality back as a plain ``(band, y, x)``
+DataArray for code that wants that name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..exceptions import InputError
+
+__all__ = ["Grid", "band_dim", "make_cube", "modality_array"]
+
+
+def band_dim(modality: str) -> str:
+    """Name of the band dimension of a modality's variable (``"optical"`` -> ``"optical_band"``)."""
+    return f"{modality}_band"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up regular grid: CRS, top-left corner, square pixel size and shape.
+
+    >>> g = Grid("EPSG:3338", left=0.0, top=1000.0, resolution=10.0, width=100, height=50)
+    >>> float(g.x[0]), float(g.y[0]), g.bounds
+    (5.0, 995.0, (0.0, 500.0, 1000.0, 1000.0))
+    """
+
+    crs: str
+    left: float
+    top: float
+    resolution: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        if not (self.resolution > 0 and math.isfinite(self.resolution)):
+            raise InputError(
+                f"resolution={self.resolution!r}: must be a positive number of CRS units"
+            )
+        if self.width < 1 or self.height < 1:
+            raise InputError(
+                f"grid shape {self.height}x{self.width} is empty; bounds must span at least one pixel"
+            )
+
+    @classmethod
+    def from_bounds(
+        cls,
+        bounds: Sequence[float],
+        resolution: float,
+        crs: str = "EPSG:3338",
+        *,
+        snap: bool = False,
+    ) -> Grid:
+        """The grid covering ``bounds = (left, bottom, right, top)`` in ``crs``.
+
+        The top-left corner is exactly ``(left, top)`` unless ``snap=True``, which moves the corner
+        outward onto a multiple of ``resolution`` (so grids of neighbouring requests line up).
+        """
+        left, bottom, right, top = (float(v) for v in bounds)
+        if not (right > left and top > bottom):
+            raise InputError(
+                f"bounds={tuple(bounds)!r}: expected (left, bottom, right, top) with right > left and top > bottom"
+            )
+        res = float(resolution)
+        if snap:
+            left = math.floor(left / res) * res
+            top = math.ceil(top / res) * res
+            right = math.ceil(right / res) * res
+            bottom = math.floor(bottom / res) * res
+        width = max(1, math.ceil((right - left) / res - 1e-6))
+        height = max(1, math.ceil((top - bottom) / res - 1e-6))
+        return cls(str(crs), left, top, res, width, height)
+
+    @classmethod
+    def from_dataset(cls, obj: xr.Dataset | xr.DataArray) -> Grid:
+        """Read the grid of a cube (pixel-centre coordinates, CRS from ``spatial_ref``)."""
+        for dim in ("x", "y"):
+            if dim not in obj.coords or obj.sizes[dim] < 1:
+                raise InputError(
+                    f"the cube has no '{dim}' coordinate; a MISO cube has pixel-centre x and y"
+                )
+        x = np.asarray(obj["x"].values, dtype="float64")
+        y = np.asarray(obj["y"].values, dtype="float64")
+        if x.size > 1:
+            res = float(x[1] - x[0])
+        elif y.size > 1:
+            res = float(y[0] - y[1])
+        else:
+            res = float(obj.attrs.get("resolution", 0) or 0)
+        if y.size > 1 and not np.isclose(y[0] - y[1], res, rtol=1e-6):
+            raise InputError(
+                f"the cube's pixels are not square north-up: dx={res}, dy={y[1] - y[0]}; "
+                "expected y decreasing by the same step as x increases"
+            )
+        crs = None
+        try:
+            rio_crs = obj.rio.crs
+            crs = rio_crs.to_string() if rio_crs is not None else None
+        except Exception:  # noqa: BLE001 - no rioxarray CRS recorded
+            crs = None
+        if crs is None:
+            crs = obj.attrs.get("crs")
+        if crs is None:
+            raise InputError(
+                "the cube records no CRS; write one with cube.rio.write_crs('EPSG:3338')"
+            )
+        return cls(crs, float(x[0] - res / 2), float(y[0] + res / 2), res, int(x.size), int(y.size))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return (
+            self.left,
+            self.top - self.height * self.resolution,
+            self.left + self.width * self.resolution,
+            self.top,
+        )
+
+    @property
+    def transform(self):  # -> affine.Affine
+        from affine import Affine
+
+        return Affine(self.resolution, 0.0, self.left, 0.0, -self.resolution, self.top)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Pixel-centre x coordinates."""
+        return self.left + (np.arange(self.width) + 0.5) * self.resolution
+
+    @property
+    def y(self) -> np.ndarray:
+        """Pixel-centre y coordinates (decreasing)."""
+        return self.top - (np.arange(self.height) + 0.5) * self.resolution
+
+    def index(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) of the pixels containing points ``x, y`` (may fall outside the grid)."""
+        col = np.floor((np.asarray(x, dtype="float64") - self.left) / self.resolution).astype(
+            "int64"
+        )
+        row = np.floor((self.top - np.asarray(y, dtype="float64")) / self.resolution).astype(
+            "int64"
+        )
+        return row, col
+
+    def contains(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+        row, col = self.index(x, y)
+        return (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)
+
+
+def make_cube(
+    modalities: Mapping[str, tuple[Any, Sequence[str]]],
+    grid: Grid,
+    *,
+    chunks: int | Mapping[str, int] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Assemble a cube from arrays already on ``grid``.
+
+    ``modalities`` maps a modality name to ``(array, band_names)`` with ``array`` of shape
+    ``(band, y, x)`` (numpy or dask). Values become float32; ``chunks`` (pixels along y and x)
+    makes numpy input dask-backed.
+
+    >>> import numpy as np
+    >>> g = Grid("EPSG:3338", 0.0, 640.0, 10.0, 64, 64)
+    >>> cube = make_cube({"covariates": (np.zeros((1, 64, 64)), ["elevation"])}, g, chunks=32)
+    >>> cube["covariates"].dims, cube.rio.crs.to_epsg()
+    (('covariates_band', 'y', 'x'), 3338)
+    """
+    import rioxarray  # noqa: F401 - registers .rio
+
+    data_vars = {}
+    coords: dict[str, Any] = {"x": ("x", grid.x), "y": ("y", grid.y)}
+    for name, (array, bands) in modalities.items():
+        bands = [str(b) for b in bands]
+        if array.ndim != 3 or tuple(array.shape[1:]) != grid.shape or array.shape[0] != len(bands):
+            raise InputError(
+                f"modality {name!r}: array shape {tuple(array.shape)} does not match "
+                f"({len(bands)} bands, {grid.height}, {grid.width})"
+            )
+        dim = band_dim(name)
+        coords[dim] = (dim, np.array(bands, dtype=object).astype(str))
+        if array.dtype != np.float32:
+            array = array.astype("float32")
+        data_vars[name] = ((dim, "y", "x"), array, {"nodata": np.nan, "modality": name})
+    ds = xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
+    ds["x"].attrs.update(units="metre", long_name="x coordinate of pixel centre", axis="X")
+    ds["y"].attrs.update(units="metre", long_name="y coordinate of pixel centre", axis="Y")
+    ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+    if chunks is not None:
+        if isinstance(chunks, int):
+            spec = {"y": chunks, "x": chunks}
+        else:
+            spec = dict(chunks)
+        spec.update({band_dim(m): -1 for m in modalities})
+        ds = ds.chunk(spec)
+    return ds
+
+
+def modality_array(cube: xr.Dataset, modality: str) -> xr.DataArray:
+    """A modality as a ``(band, y, x)`` DataArray (the band dimension renamed to ``band``)."""
+    if modality not in cube.data_vars:
+        raise InputError(
+            f"the cube has no modality {modality!r}; it has {sorted(map(str, cube.data_vars))}"
+        )
+    return cube[modality].rename({band_dim(modality): "band"})

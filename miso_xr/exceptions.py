@@ -1,0 +1,71 @@
+"""Errors users can catch: one small hierarchy, every message names the input and what would be right."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MisoError",
+    "InputError",
+    "CatalogError",
+    "NoItemsFoundError",
+    "CatalogUnreachableError",
+    "MissingBandError",
+    "ObservationError",
+    "CheckpointError",
+    "IncompatibleCubeError",
+    "HubError",
+    "IntegrityError",
+    "OfflineError",
+    "UnsafeCheckpointError",
+]
+
+
+class MisoError(Exception):
+    """Base class of every error miso_xr raises on purpose."""
+
+
+class InputError(MisoError, ValueError):
+    """An argument or file given by the user is not usable as given."""
+
+
+class CatalogError(MisoError):
+    """A STAC catalog could not give what was asked."""
+
+
+class NoItemsFoundError(CatalogError, LookupError):
+    """A STAC search matched no item (the message names collection, bbox and datetime)."""
+
+
+class CatalogUnreachableError(CatalogError, ConnectionError):
+    """A STAC API did not answer in time or refused the connection."""
+
+
+class MissingBandError(InputError):
+    """A band or modality needed is not present (in STAC items, a cube or a checkpoint)."""
+
+
+class ObservationError(InputError):
+    """Field observations are unusable (nothing valid left, wrong columns, unknown labels)."""
+
+
+class CheckpointError(MisoError, ValueError):
+    """A checkpoint file is malformed or not a miso_xr checkpoint."""
+
+
+class IncompatibleCubeError(InputError):
+    """A cube does not carry what a model needs (modalities, bands, resolution, CRS)."""
+
+
+class HubError(MisoError):
+    """A checkpoint hub could not deliver an entry."""
+
+
+class IntegrityError(HubError):
+    """Downloaded or cached bytes do not match the expected sha256 or size."""
+
+
+class OfflineError(HubError):
+    """Offline mode was asked and the entry is not in the cache."""
+
+
+class UnsafeCheckpointError(HubError):
+    """A checkpoint format that can run code when loaded (pickle: .pt/.pth/.ckpt/.pkl) was refused."""

@@ -1,0 +1,122 @@
+"""What a trained model needs from a cube: the contract between training, checkpoints and inference.
+
+A :class:`ModelSpec` is plain data (frozen, hashable, JSON round-trippable) so it tokenizes cleanly
+for Dask and sits in a checkpoint's metadata. Nothing here imports torch or xarray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import CheckpointError
+
+__all__ = ["ModelSpec", "Normalisation"]
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-band mean and standard deviation of one modality, in band order."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Normalisation:
+        return cls(mean=tuple(float(v) for v in d["mean"]), std=tuple(float(v) for v in d["std"]))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to apply a model to a cube.
+
+    Parameters
+    ----------
+    kind
+        ``"miso"`` or ``"random_forest"``: which loader rebuilds the model.
+    task
+        ``"permafrost"``, ``"soil_order"`` or a user task name.
+    classes
+        Class names in output order (``probability`` has one layer per class).
+    modalities
+        ``((modality, (band, ...)), ...)`` in the order the model reads them.
+    window, stride
+        Window side and lattice step in pixels for dense prediction.
+    resolution, crs
+        Pixel size (CRS units) and CRS the model was trained at.
+    normalisation
+        ``((modality, Normalisation), ...)``: statistics applied to raw cube values.
+    location
+        Whether the model reads projected x/y coordinates (MISO's location encoder, RF lon/lat).
+    """
+
+    kind: str
+    task: str
+    classes: tuple[str, ...]
+    modalities: tuple[tuple[str, tuple[str, ...]], ...]
+    window: int
+    stride: int
+    resolution: float
+    crs: str
+    normalisation: tuple[tuple[str, Normalisation], ...] = ()
+    location: bool = False
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]:
+        """Modality -> band names, in model order."""
+        return dict(self.modalities)
+
+    @property
+    def stats(self) -> dict[str, Normalisation]:
+        return dict(self.normalisation)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["classes"] = list(self.classes)
+        d["modalities"] = {m: list(b) for m, b in self.modalities}
+        d["normalisation"] = {m: n.to_dict() for m, n in self.normalisation}
+        d["extra"] = dict(self.extra)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        try:
+            return cls(
+                kind=str(d["kind"]),
+                task=str(d["task"]),
+                classes=tuple(str(c) for c in d["classes"]),
+                modalities=tuple(
+                    (str(m), tuple(str(b) for b in bands)) for m, bands in d["modalities"].items()
+                ),
+                window=int(d["window"]),
+                stride=int(d["stride"]),
+                resolution=float(d["resolution"]),
+                crs=str(d["crs"]),
+                normalisation=tuple(
+                    (str(m), Normalisation.from_dict(n))
+                    for m, n in d.get("normalisation", {}).items()
+                ),
+                location=bool(d.get("location", False)),
+                extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(
+                f"model spec is malformed ({err!r}); it needs kind, task, classes, modalities, "
+                "window, stride, resolution and crs"
+            ) from err
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelSpec:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"model spec is not valid JSON: {err}") from err

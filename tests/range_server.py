@@ -1,0 +1,104 @@
+"""A static HTTP server with byte ranges (GDAL's /vsicurl/ needs them), run as a subprocess.
+
+``python tests/range_server.py ROOT PORT [--stall-prefix P] [--html-prefix P]``
+
+Fault paths, for the hub tests: a path under ``/stall/`` answers nothing for 60 s (a stalled
+server); under ``/html/`` answers 200 with an HTML error page instead of the file. Everything else
+is served from ROOT with HEAD, GET and single ``Range: bytes=a-b`` requests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+
+
+class RangeHandler(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+    def _fault(self) -> bool:
+        if self.path.startswith("/stall/"):
+            time.sleep(60)
+            return True
+        if self.path.startswith("/html/"):
+            body = b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            return True
+        return False
+
+    def _serve(self, head: bool) -> None:
+        if self._fault():
+            return
+        path = self.translate_path(self.path)
+        if not os.path.isfile(path):
+            self.send_error(404, "not found")
+            return
+        size = os.path.getsize(path)
+        start, end = 0, size - 1
+        status = 200
+        m = _RANGE.match(self.headers.get("Range", "").strip())
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start = int(m.group(1))
+                end = int(m.group(2)) if m.group(2) else size - 1
+            else:  # suffix range: the last N bytes
+                start = max(0, size - int(m.group(2)))
+            end = min(end, size - 1)
+            if start > end or start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        length = end - start + 1
+        self.send_response(status)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(length))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if head:
+            return
+        with open(path, "rb") as f:
+            f.seek(start)
+            remaining = length
+            while remaining > 0:
+                block = f.read(min(1 << 16, remaining))
+                if not block:
+                    break
+                self.wfile.write(block)
+                remaining -= len(block)
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        self._serve(head=False)
+
+    def do_HEAD(self):  # noqa: N802
+        self._serve(head=True)
+
+
+def main() -> None:
+    root, port = sys.argv[1], int(sys.argv[2])
+    os.chdir(root)
+    server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
+    server.daemon_threads = True
+    print(f"serving {root} on 127.0.0.1:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
