@@ -52,26 +52,38 @@ _LAZY = {
     "make_scene": "miso_xr.datasets.synthetic",
 }
 
-__all__ = sorted(
-    [
-        *_LAZY,
-        "ModelSpec",
-        "__version__",
-        "CatalogError",
-        "CatalogUnreachableError",
-        "CheckpointError",
-        "HubError",
-        "IncompatibleCubeError",
-        "InputError",
-        "IntegrityError",
-        "MisoError",
-        "MissingBandError",
-        "NoItemsFoundError",
-        "ObservationError",
-        "OfflineError",
-        "UnsafeCheckpointError",
-    ]
-)
+__all__ = [
+    "CatalogError",
+    "CatalogUnreachableError",
+    "CheckpointError",
+    "Grid",
+    "HubError",
+    "IncompatibleCubeError",
+    "InputError",
+    "IntegrityError",
+    "MisoConfig",
+    "MisoError",
+    "MisoModel",
+    "MissingBandError",
+    "ModelSpec",
+    "NoItemsFoundError",
+    "ObservationError",
+    "OfflineError",
+    "RandomForestBaseline",
+    "UnsafeCheckpointError",
+    "__version__",
+    "evaluate",
+    "load",
+    "make_cube",
+    "make_scene",
+    "open_rasters",
+    "open_stac",
+    "predict",
+    "read_observations",
+    "spatial_folds",
+    "suggest_samples",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
