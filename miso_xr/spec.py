@@ -16,6 +16,10 @@ from .exceptions import CheckpointError
 __all__ = ["ModelSpec", "Normalisation"]
 
 
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    return list(value.items()) if isinstance(value, dict) else [tuple(p) for p in value]
+
+
 @dataclass(frozen=True)
 class Normalisation:
     """Per-band mean and standard deviation of one modality, in band order."""
@@ -79,7 +83,9 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["classes"] = list(self.classes)
-        d["modalities"] = {m: list(b) for m, b in self.modalities}
+        # a list of pairs, not a mapping: modality order is the model's input order and must
+        # survive JSON writers that sort keys
+        d["modalities"] = [[m, list(b)] for m, b in self.modalities]
         d["normalisation"] = {m: n.to_dict() for m, n in self.normalisation}
         d["extra"] = dict(self.extra)
         return d
@@ -95,7 +101,7 @@ class ModelSpec:
                 task=str(d["task"]),
                 classes=tuple(str(c) for c in d["classes"]),
                 modalities=tuple(
-                    (str(m), tuple(str(b) for b in bands)) for m, bands in d["modalities"].items()
+                    (str(m), tuple(str(b) for b in bands)) for m, bands in _pairs(d["modalities"])
                 ),
                 window=int(d["window"]),
                 stride=int(d["stride"]),
