@@ -1,106 +1,11 @@
-"""Real servers on loopback for tests and benchmarks, each a subprocess stopped by its PID."""
+"""Real servers on loopback for tests (see miso_xr.datasets.serving).
+
+``range_server(root)`` serves files with byte ranges; ``range_server(root, faults=True)`` also
+answers ``/stall/...`` with silence for 60 s and ``/html/...`` with a 200 HTML page (hub tests).
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Sequence
-from pathlib import Path
+from miso_xr.datasets.serving import Server, free_port, range_server, rustac_binary, stac_api
 
-HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A subprocess serving on ``url``; ``stop()`` (or leaving a ``with``) kills it by PID."""
-
-    def __init__(self, args: Sequence[str], url: str, ready_path: str = "/", timeout: float = 20.0):
-        self.url = url
-        self.proc = subprocess.Popen(
-            list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while True:  # bounded: by the deadline
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(
-                    f"server {args[0]} exited with {self.proc.returncode}: {err[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(url.rstrip("/") + ready_path, timeout=1):
-                    break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"server {args[0]} did not answer on {url} in {timeout} s"
-                    ) from None
-                time.sleep(0.05)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        if self.proc.stderr:
-            self.proc.stderr.close()
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def range_server(root: str | os.PathLike[str]) -> Server:
-    """Serve ``root`` over HTTP with byte ranges (GDAL /vsicurl/ reads COGs from it)."""
-    port = free_port()
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / ".ready").write_text("ok")
-    return Server(
-        [sys.executable, str(HERE / "range_server.py"), str(root), str(port)],
-        f"http://127.0.0.1:{port}",
-        ready_path="/.ready",
-    )
-
-
-def rustac_binary() -> str:
-    exe = shutil.which("rustac") or str(Path(sys.executable).with_name("rustac"))
-    if not Path(exe).exists():
-        raise RuntimeError(
-            "the 'rustac' command is missing; install the test extra: pip install -e '.[test]'"
-        )
-    return exe
-
-
-def stac_api(hrefs: Sequence[str | os.PathLike[str]]) -> Server:
-    """Serve collections and items (JSON / NDJSON files) as a STAC API with ``rustac serve``."""
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
-    return Server(
-        [rustac_binary(), "serve", "--addr", addr, *map(str, hrefs)],
-        f"http://{addr}",
-        ready_path="/collections",
-    )
+__all__ = ["Server", "free_port", "range_server", "rustac_binary", "stac_api"]

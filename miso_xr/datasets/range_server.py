@@ -1,10 +1,13 @@
 """A static HTTP server with byte ranges (GDAL's /vsicurl/ needs them), run as a subprocess.
 
-``python tests/range_server.py ROOT PORT [--stall-prefix P] [--html-prefix P]``
+``python -m miso_xr.datasets.range_server ROOT PORT [--faults]``
 
-Fault paths, for the hub tests: a path under ``/stall/`` answers nothing for 60 s (a stalled
-server); under ``/html/`` answers 200 with an HTML error page instead of the file. Everything else
-is served from ROOT with HEAD, GET and single ``Range: bytes=a-b`` requests.
+It serves ROOT on 127.0.0.1 only, with HEAD, GET and single ``Range: bytes=a-b`` requests.
+``python -m http.server`` ignores Range, so GDAL cannot read COGs from it; and a server in a thread
+of the process that runs GDAL deadlocks, hence a subprocess.
+
+With ``--faults`` (the hub's tests), a path under ``/stall/`` answers nothing for 60 s (a stalled
+server) and one under ``/html/`` answers 200 with an HTML error page instead of the file.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ class RangeHandler(SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         pass
 
+    faults = False
+
     def _fault(self) -> bool:
+        if not self.faults:
+            return False
         if self.path.startswith("/stall/"):
             time.sleep(60)
             return True
@@ -93,6 +100,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
 
 def main() -> None:
     root, port = sys.argv[1], int(sys.argv[2])
+    RangeHandler.faults = "--faults" in sys.argv[3:]
     os.chdir(root)
     server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
     server.daemon_threads = True
