@@ -1,0 +1,197 @@
+"""``miso-xr``: demo | predict | train | evaluate | hub.
+
+Each subcommand is a thin layer over the public functions; ``miso-xr hub ...`` is handed to
+:func:`miso_xr.hub.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .exceptions import InputError, MisoError
+
+__all__ = ["main"]
+
+
+def _rasters(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``modality:band=path`` strings -> the mapping open_rasters takes."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        try:
+            head, path = spec.split("=", 1)
+            modality, band = head.split(":", 1)
+        except ValueError:
+            raise InputError(
+                f"--raster {spec!r}: expected MODALITY:BAND=PATH, e.g. covariates:elevation=dem.tif"
+            ) from None
+        out.setdefault(modality, {})[band] = path
+    return out
+
+
+def _open_cube(args: argparse.Namespace):
+    import miso_xr
+
+    chunks = args.chunks
+    if args.raster:
+        if args.bbox:
+            raise InputError("give either --raster files or --bbox with a catalog, not both")
+        return miso_xr.open_rasters(_rasters(args.raster), chunks=chunks)
+    if not args.bbox:
+        raise InputError("give --bbox LON0 LAT0 LON1 LAT1 (with --catalog) or --raster files")
+    return miso_xr.open_stac(
+        bbox=tuple(args.bbox),
+        datetime=args.datetime,
+        catalog=args.catalog,
+        modalities=tuple(args.modalities),
+        crs=args.crs,
+        resolution=args.resolution,
+        chunks=chunks,
+    )
+
+
+def _add_cube_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cube (a STAC catalog and bbox, or local rasters)")
+    g.add_argument("--raster", action="append", default=[], metavar="MODALITY:BAND=PATH")
+    g.add_argument("--bbox", nargs=4, type=float, metavar=("LON0", "LAT0", "LON1", "LAT1"))
+    g.add_argument("--datetime", default="2019-06-15/2023-08-15")
+    g.add_argument(
+        "--catalog", default="planetary-computer", help="planetary-computer, earth-search or a URL"
+    )
+    g.add_argument("--modalities", nargs="+", default=["optical", "covariates"])
+    g.add_argument("--crs", default="EPSG:3338")
+    g.add_argument("--resolution", type=float, default=10.0)
+    g.add_argument("--chunks", type=int, default=1024)
+
+
+def _client(address: str | None):
+    if not address:
+        return None
+    from distributed import Client
+
+    return Client(address)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, seed=args.seed, size=args.size, epochs=args.epochs)
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import miso_xr
+
+    cube = _open_cube(args)
+    model = miso_xr.load(args.model)
+    maps = cube.miso.predict(model, window=args.window, stride=args.stride, device=args.device)
+    client = _client(args.scheduler)
+    try:
+        out = Path(args.out)
+        if out.suffix.lower() in (".tif", ".tiff"):
+            maps.miso.to_cog(str(out))
+        else:
+            maps.miso.to_zarr(str(out))
+    finally:
+        if client is not None:
+            client.close()
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import miso_xr
+
+    cube = _open_cube(args)
+    obs = miso_xr.read_observations(args.observations, label=args.label, task=args.task, cube=cube)
+    print(obs.attrs.get("report", ""))
+    model = miso_xr.train(cube, obs, task=args.task, config=args.config, epochs=args.epochs)
+    digest = model.save(args.out)
+    print(f"wrote {args.out} (sha256 {digest})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import miso_xr
+
+    cube = _open_cube(args)
+    obs = miso_xr.read_observations(args.observations, label=args.label, task=args.task, cube=cube)
+    models = [miso_xr.load(m) for m in args.models]
+    folds = miso_xr.spatial_folds(obs, distance=args.fold_distance, k=args.k)
+    report = miso_xr.evaluate(models, cube, obs, folds=folds, regions=args.regions)
+    print(report.summary().to_string())
+    if args.out:
+        report.plot(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="miso-xr", description="Fine-scale permafrost and soil maps with MISO."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the main job on the embedded synthetic scene, offline")
+    d.add_argument("--out", default="miso_demo", help="output folder (default: miso_demo)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--size", type=int, default=384, help="scene side in pixels (10 m)")
+    d.add_argument("--epochs", type=int, default=None)
+    d.set_defaults(func=_cmd_demo)
+
+    pr = sub.add_parser("predict", help="predict maps to Zarr (resumable) or a COG")
+    _add_cube_args(pr)
+    pr.add_argument("--model", required=True, help="checkpoint path, URL or hub name")
+    pr.add_argument("--out", required=True, help="map.zarr or map.tif")
+    pr.add_argument("--window", type=int)
+    pr.add_argument("--stride", type=int)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--scheduler", help="a distributed scheduler address (default: threads)")
+    pr.set_defaults(func=_cmd_predict)
+
+    t = sub.add_parser("train", help="train MISO on field observations")
+    _add_cube_args(t)
+    t.add_argument("--observations", required=True, help="CSV, GeoJSON or GeoPackage")
+    t.add_argument("--label", required=True, help="label column")
+    t.add_argument("--task", default=None, help="permafrost, soil_order or a name")
+    t.add_argument("--config", default="tiny", help="tiny or base")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--out", required=True, help="checkpoint .safetensors")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="spatial cross-validated scores of saved models")
+    _add_cube_args(e)
+    e.add_argument("--models", nargs="+", required=True)
+    e.add_argument("--observations", required=True)
+    e.add_argument("--label", required=True)
+    e.add_argument("--task", default=None)
+    e.add_argument("--fold-distance", type=float, default=1000.0)
+    e.add_argument("-k", type=int, default=5)
+    e.add_argument("--regions", help="polygons (e.g. ecoregions.shp) for a per-region table")
+    e.add_argument("--out", help="figure PNG")
+    e.set_defaults(func=_cmd_evaluate)
+
+    h = sub.add_parser("hub", help="list | fetch | verify | publish | convert checkpoints")
+    h.add_argument("hub_args", nargs=argparse.REMAINDER)
+    h.set_defaults(func=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["hub"]:
+        from .hub import main as hub_main
+
+        return hub_main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MisoError as err:
+        print(f"miso-xr {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
