@@ -1,0 +1,739 @@
+"""Read field observations and validate them: one clean table of points, and a report of what was wrong.
+
+Field data is dirty. Spreadsheets lose the minus sign of western longitudes, missing coordinates
+become 0/0, the same pedon is entered twice with two different orders, labels are spelt many ways.
+:func:`read_observations` reads CSV, GeoJSON, GeoPackage (or any vector file pyogrio reads) or a
+DataFrame, projects the points, maps the labels to the task's classes, and checks every row. Rows
+that cannot be used are dropped (or repaired, or refused, as asked), and each reason is counted in
+an :class:`ObservationReport` kept in ``obs.attrs["report"]``.
+
+The table follows the contract in ``docs/architecture.md``: float ``x``, ``y`` (CRS
+``obs.attrs["crs"]``), ``lon``, ``lat`` and a Categorical ``label`` whose categories are the classes
+in model order; unlabelled points have a NaN label. The other columns of the source are kept after
+these, and the index is the source's row index so a reported row can be found in the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import InputError, ObservationError
+
+__all__ = [
+    "PERMAFROST_CLASSES",
+    "SOIL_ORDERS",
+    "STUDY_REGION",
+    "ObservationReport",
+    "read_observations",
+]
+
+PERMAFROST_CLASSES = ("absent", "present")
+SOIL_ORDERS = (
+    "Andisols",
+    "Entisols",
+    "Gelisols",
+    "Histosols",
+    "Inceptisols",
+    "Mollisols",
+    "Spodosols",
+)
+# Where MISO's users work, as (lon0, lat0, lon1, lat1) boxes: Alaska, Yukon and British Columbia,
+# and the western Aleutians beyond the antimeridian (their longitudes are truly positive).
+STUDY_REGION = ((-180.0, 47.0, -110.0, 72.0), (170.0, 50.0, 180.0, 56.0))
+
+# every reason a row can be flagged, in the order rows are checked (a row gets its first reason)
+REASONS = {
+    "missing_coordinates": "no coordinates (empty or NaN)",
+    "null_island": "at 0/0 (a missing coordinate written as zero)",
+    "out_of_range": "longitude outside [-180, 180] or latitude outside [-90, 90]",
+    "lost_minus_sign": "positive longitude whose negation falls in the study region (lost '-')",
+    "unknown_label": "label not in the task's classes",
+    "outside_cube": "outside the cube's footprint",
+    "no_data": "the cube has no values there (every band of a modality is NaN)",
+    "duplicate": "same location and label as an earlier row",
+    "conflicting_duplicate": "same location as another row with a different label",
+    "unlabelled": "no label (kept with label NaN: usable for self-supervision only)",
+}
+
+_LON_NAMES = ("lon", "lng", "long", "longitude", "lon_dd", "longitude_dd")
+_LAT_NAMES = ("lat", "latitude", "lat_dd", "latitude_dd")
+_X_NAMES = ("x", "easting", "east")
+_Y_NAMES = ("y", "northing", "north")
+_LABEL_NAMES = ("label", "permafrost", "soil_order", "order", "taxorder", "class")
+_PERMAFROST_VALUES = {
+    "0": "absent",
+    "1": "present",
+    "no": "absent",
+    "yes": "present",
+    "n": "absent",
+    "y": "present",
+    "false": "absent",
+    "true": "present",
+    "f": "absent",
+    "t": "present",
+    "absent": "absent",
+    "present": "present",
+}
+_ON_INVALID = ("drop", "fix", "raise")
+
+
+@dataclass
+class ObservationReport:
+    """What :func:`read_observations` found wrong, printable.
+
+    Attributes
+    ----------
+    source
+        What was read (a path or ``"DataFrame"``).
+    task, classes
+        The task and its class names.
+    n_input, n_kept, n_labelled
+        Rows read, rows in the table, rows with a label.
+    counts
+        Reason -> number of rows flagged for it (see :data:`REASONS`).
+    actions
+        Reason -> ``"dropped"``, ``"fixed"`` or ``"kept"``.
+    examples
+        Reason -> up to 3 example rows (``row`` is the source's row index).
+    unknown_labels
+        Label value -> number of rows, for labels outside the classes.
+    class_counts
+        Class -> number of rows kept.
+    """
+
+    source: str
+    task: str
+    classes: tuple[str, ...]
+    n_input: int = 0
+    n_kept: int = 0
+    n_labelled: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, str] = field(default_factory=dict)
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+    class_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(n for r, n in self.counts.items() if self.actions.get(r) == "dropped")
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per reason: count, action and meaning."""
+        return pd.DataFrame(
+            [
+                {"reason": r, "count": n, "action": self.actions.get(r, ""), "meaning": REASONS[r]}
+                for r, n in self.counts.items()
+            ],
+            columns=["reason", "count", "action", "meaning"],
+        )
+
+    def __str__(self) -> str:
+        lines = [
+            f"observations from {self.source} (task {self.task!r}, classes {list(self.classes)}):",
+            f"  {self.n_input} rows read, {self.n_kept} kept ({self.n_labelled} labelled), "
+            f"{self.n_dropped} dropped",
+        ]
+        for reason, n in self.counts.items():
+            lines.append(f"  {n:>6} {self.actions.get(reason, '')} - {reason}: {REASONS[reason]}")
+            if reason == "unknown_label" and self.unknown_labels:
+                top = sorted(self.unknown_labels.items(), key=lambda kv: -kv[1])
+                shown = ", ".join(f"{k!r} ({v})" for k, v in top[:8])
+                more = f" and {len(top) - 8} more" if len(top) > 8 else ""
+                lines.append(f"           unknown: {shown}{more}")
+            for ex in self.examples.get(reason, [])[:3]:
+                lines.append(
+                    "           e.g. " + ", ".join(f"{k}={_fmt(v)}" for k, v in ex.items())
+                )
+        if self.class_counts:
+            lines.append(
+                "  classes kept: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
+            )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"<ObservationReport {self.source}: {self.n_input} read, {self.n_kept} kept, "
+            f"{self.n_dropped} dropped {dict(self.counts)}>"
+        )
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _find_column(columns: Sequence[Any], names: Sequence[str]) -> Any | None:
+    lower = {str(c).strip().lower(): c for c in columns}
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def _read_table(source: Any) -> tuple[pd.DataFrame, str]:
+    """The source as a (Geo)DataFrame and a name for messages."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy(), "DataFrame"
+    if not isinstance(source, (str, os.PathLike)):
+        raise ObservationError(
+            f"source is a {type(source).__name__}; expected a path to a CSV, GeoJSON or "
+            "GeoPackage file, or a pandas/geopandas DataFrame"
+        )
+    path = Path(source)
+    if not path.exists():
+        raise ObservationError(f"observation file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path), str(path)
+        if suffix == ".tsv":
+            return pd.read_csv(path, sep="\t"), str(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path), str(path)
+        if suffix in (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".gml", ".kml", ".zip"):
+            import geopandas as gpd
+
+            return gpd.read_file(path, engine="pyogrio"), str(path)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise ObservationError(f"could not read observation file {str(path)!r}: {err}") from err
+    raise ObservationError(
+        f"observation file {str(path)!r} has suffix {suffix!r}; expected .csv, .tsv, .geojson, "
+        ".json, .gpkg, .shp, .fgb or .parquet"
+    )
+
+
+def _coordinates(
+    df: pd.DataFrame, crs: str | None
+) -> tuple[np.ndarray, np.ndarray, str, bool, list[Any]]:
+    """(a, b, source CRS, geographic?, columns used): raw coordinates of every row."""
+    from pyproj import CRS
+
+    geom = getattr(df, "geometry", None) if "geometry" in df.columns else None
+    if geom is not None and hasattr(geom, "geom_type"):
+        src = crs or (geom.crs.to_string() if geom.crs is not None else None)
+        if src is None:
+            raise ObservationError(
+                "the observations' geometry has no CRS; pass crs='EPSG:4326' (or the file's CRS)"
+            )
+        kinds = set(geom.geom_type.dropna().unique()) - {"Point"}
+        if kinds:
+            raise ObservationError(
+                f"observations must be points; the geometry column has {sorted(kinds)}. "
+                "Use centroids (gdf.geometry = gdf.centroid) if that is what you mean"
+            )
+        empty = geom.isna() | geom.is_empty
+        a = np.where(empty, np.nan, geom.x.where(~empty)).astype("float64")
+        b = np.where(empty, np.nan, geom.y.where(~empty)).astype("float64")
+        return a, b, src, CRS.from_user_input(src).is_geographic, ["geometry"]
+    cols = list(df.columns)
+    lon, lat = _find_column(cols, _LON_NAMES), _find_column(cols, _LAT_NAMES)
+    xc, yc = _find_column(cols, _X_NAMES), _find_column(cols, _Y_NAMES)
+    if crs is not None and not CRS.from_user_input(crs).is_geographic and xc is not None:
+        use, src = (xc, yc), crs
+    elif lon is not None and lat is not None:
+        use, src = (lon, lat), crs or "EPSG:4326"
+    elif crs is not None and xc is not None and yc is not None:
+        use, src = (xc, yc), crs
+    else:
+        hint = (
+            " (x/y columns were found: pass crs= with their CRS, e.g. crs='EPSG:3338')"
+            if xc is not None and yc is not None
+            else ""
+        )
+        raise ObservationError(
+            f"observations have no coordinate columns: found {[str(c) for c in cols]}; expected "
+            f"lon/lat ({'/'.join(_LON_NAMES[:4])} and {'/'.join(_LAT_NAMES[:2])}, any case) or "
+            f"projected x/y with crs=, or point geometries{hint}"
+        )
+    a = pd.to_numeric(df[use[0]], errors="coerce").to_numpy("float64")
+    b = pd.to_numeric(df[use[1]], errors="coerce").to_numpy("float64")
+    return a, b, src, CRS.from_user_input(src).is_geographic, list(use)
+
+
+def _norm(v: Any) -> str | None:
+    """A raw label as a normalised string (None when missing)."""
+    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        v = int(v)
+    s = re.sub(r"\s+", " ", str(v)).strip().lower()
+    return s or None
+
+
+def _soil_key(s: str) -> str:
+    return s[:-1] if s.endswith("s") else s
+
+
+def _label_mapper(
+    task: str, classes: Sequence[str] | Mapping[Any, Any] | Callable[[Any], Any] | None, raw: Any
+) -> tuple[tuple[str, ...], Callable[[str], str | None]]:
+    """(classes in model order, normalised raw label -> class name or None when unknown)."""
+    if callable(classes) and not isinstance(classes, (Mapping, Sequence)):
+        fn = classes
+        values = [fn(v) for v in pd.unique(raw.dropna())]
+        cats = tuple(sorted({str(v) for v in values if v is not None and v == v}))
+        if not cats:
+            raise ObservationError(
+                "classes= (a function) mapped every label to None; it must return class names"
+            )
+        return cats, None  # type: ignore[return-value]  # handled by the caller (raw values)
+    if isinstance(classes, Mapping):
+        cats = tuple(dict.fromkeys(str(v) for v in classes.values() if v is not None))
+        table = {_norm(k): (None if v is None else str(v)) for k, v in classes.items()}
+        table.update({_norm(c): c for c in cats})
+        return cats, table.get
+    if classes is not None:
+        if isinstance(classes, str):
+            raise ObservationError(
+                f"classes={classes!r} is one string; pass a list of class names or a mapping "
+                "{raw label: class name}"
+            )
+        cats = tuple(str(c) for c in classes)
+        if len(set(cats)) != len(cats) or len(cats) < 2:
+            raise ObservationError(f"classes={list(cats)}: need at least two distinct class names")
+        table = {_norm(c): c for c in cats}
+        return cats, table.get
+    if task == "permafrost":
+        return PERMAFROST_CLASSES, _PERMAFROST_VALUES.get
+    if task == "soil_order":
+        table = {_soil_key(o.lower()): o for o in SOIL_ORDERS}
+        return SOIL_ORDERS, lambda s: table.get(_soil_key(s))
+    # a user task without classes: its classes are the labels found, sorted
+    cats = tuple(sorted({s for s in map(_norm, raw) if s is not None}))
+    if len(cats) < 2:
+        raise ObservationError(
+            f"task {task!r}: the labels hold {len(cats)} distinct value(s) {list(cats)}; "
+            "pass classes=[...] with at least two class names"
+        )
+    return cats, {c: c for c in cats}.get
+
+
+def _infer_task(label_col: Any, raw: pd.Series) -> str:
+    name = str(label_col).strip().lower()
+    if name == "permafrost":
+        return "permafrost"
+    if name in ("soil_order", "order", "taxorder", "soil order"):
+        return "soil_order"
+    values = {s for s in map(_norm, raw) if s is not None}
+    if values and all(v in _PERMAFROST_VALUES for v in values):
+        return "permafrost"
+    soil = {_soil_key(o.lower()) for o in SOIL_ORDERS}
+    if values and all(_soil_key(v) in soil for v in values):
+        return "soil_order"
+    raise ObservationError(
+        f"cannot tell the task of label column {str(label_col)!r} (values like "
+        f"{sorted(values)[:5]}); pass task='permafrost', task='soil_order', or classes=[...] "
+        "for a label set of your own"
+    )
+
+
+def _in_region(lon: np.ndarray, lat: np.ndarray, region: Sequence[Sequence[float]]) -> np.ndarray:
+    inside = np.zeros(lon.shape, dtype=bool)
+    for lon0, lat0, lon1, lat1 in region:
+        inside |= (lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)
+    return inside
+
+
+def _check_crs(value: Any, what: str) -> str:
+    """The CRS as a string pyproj accepts, or one InputError naming the argument."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(value).to_string()
+    except CRSError as err:
+        raise InputError(
+            f"{what}={value!r} is not a CRS pyproj understands ({err}); give e.g. 'EPSG:3338'"
+        ) from err
+
+
+def _grid_contains(grid: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Whether points fall on the grid (NaN points do not)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    return ok & grid.contains(np.where(ok, x, grid.left - 1.0), np.where(ok, y, grid.top + 1.0))
+
+
+@functools.lru_cache(maxsize=32)
+def _transformer(src: str, dst: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _project(a: np.ndarray, b: np.ndarray, src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    out_a = np.full(a.shape, np.nan)
+    out_b = np.full(b.shape, np.nan)
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.any():
+        ta, tb = _transformer(src, dst).transform(a[ok], b[ok], errcheck=False)
+        out_a[ok], out_b[ok] = ta, tb
+    out_a[~np.isfinite(out_a)] = np.nan
+    out_b[~np.isfinite(out_b)] = np.nan
+    return out_a, out_b
+
+
+def _sample_points(
+    cube: Any, x: np.ndarray, y: np.ndarray, modalities: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Nearest-pixel values of each modality at points: modality -> ``(N, C)``, NaN outside.
+
+    One vectorised (point-wise) index per modality and one ``dask.compute`` for all of them, so
+    only the chunks holding a point are read. Public as :func:`miso_xr.train.features.sample_points`;
+    it lives here because observations (a lower room) checks cube values at the points too.
+    """
+    import dask
+    import xarray as xr
+
+    from .cube.grid import Grid, band_dim
+
+    if not isinstance(cube, xr.Dataset):
+        raise InputError(
+            f"cube is a {type(cube).__name__}; expected an xr.Dataset with one "
+            "(<modality>_band, y, x) variable per modality"
+        )
+    have = [str(m) for m in cube.data_vars if band_dim(str(m)) in cube[m].dims]
+    if modalities is None:
+        mods = have
+    else:
+        mods = [str(m) for m in modalities]
+        missing = [m for m in mods if m not in have]
+        if missing:
+            from .exceptions import MissingBandError
+
+            raise MissingBandError(
+                f"the cube has no modality {missing[0]!r}; it has {have} (asked for {mods})"
+            )
+    xs = np.atleast_1d(np.asarray(x, dtype="float64"))
+    ys = np.atleast_1d(np.asarray(y, dtype="float64"))
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise InputError(f"x and y must be 1-D of the same length; got {xs.shape} and {ys.shape}")
+    grid = Grid.from_dataset(cube)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(xs) & np.isfinite(ys)
+        row, col = grid.index(np.where(finite, xs, 0.0), np.where(finite, ys, 0.0))
+    inside = finite & (row >= 0) & (row < grid.height) & (col >= 0) & (col < grid.width)
+    idx = np.flatnonzero(inside)
+    rows = xr.DataArray(row[idx], dims="point")
+    cols = xr.DataArray(col[idx], dims="point")
+    lazy = [
+        cube[m].isel(y=rows, x=cols).transpose("point", band_dim(m)).data for m in mods
+    ]  # (point, band), vectorised: dask reads only the chunks that hold a point
+    values = dask.compute(*lazy) if idx.size else [None] * len(mods)
+    out: dict[str, np.ndarray] = {}
+    for m, v in zip(mods, values):
+        arr = np.full((xs.size, cube[m].sizes[band_dim(m)]), np.nan, dtype="float32")
+        if v is not None:
+            arr[idx] = np.asarray(v, dtype="float32")
+        out[m] = arr
+    return out
+
+
+def read_observations(
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    label: str | None = None,
+    task: str | None = None,
+    crs: str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    to_crs: str = "EPSG:3338",
+    cube: Any = None,
+    classes: Sequence[str] | Mapping[Any, Any] | Callable[[Any], Any] | None = None,
+    on_invalid: str = "drop",
+) -> pd.DataFrame:
+    """Read field observations into a validated table of points with class labels.
+
+    Parameters
+    ----------
+    source
+        A CSV/TSV, GeoJSON, GeoPackage, Shapefile, FlatGeobuf or Parquet file, or a
+        (Geo)DataFrame. Coordinates come from point geometries, from lon/lat columns
+        (``lon``/``lng``/``longitude`` and ``lat``/``latitude``, any case), or from projected
+        columns with ``crs=``.
+    label
+        The label column (any case). Default: the first of ``label``, ``permafrost``,
+        ``soil_order``, ``order``, ``taxorder``, ``class``.
+    task
+        ``"permafrost"`` (0/1, yes/no, true/false, present/absent -> ``["absent", "present"]``),
+        ``"soil_order"`` (the 7 orders, any case, singular or plural), or a name of your own.
+        Default: from the label column's name or values; the label column's name with ``classes=``.
+    crs
+        CRS of the coordinates when they are not lon/lat in WGS84 (or of a geometry without CRS).
+    x, y
+        Coordinate column names, when not found by name.
+    to_crs
+        CRS of the table's ``x``/``y`` when no cube is given (default Alaska Albers).
+    cube
+        A MISO cube: points are projected to its CRS, and points outside it, or where a
+        modality has no value, are flagged; "lost minus sign" is judged against its footprint.
+    classes
+        A label set of your own: a list of class names (labels matched ignoring case), a mapping
+        ``{raw label: class name}`` (``None`` as a class marks a row unlabelled), or a function
+        ``raw label -> class name or None``. The classes' order is the model's output order.
+    on_invalid
+        ``"drop"`` (default): drop unusable rows and report them. ``"fix"``: also repair
+        longitudes that lost their minus sign (negate them) instead of dropping those rows.
+        ``"raise"``: raise :class:`~miso_xr.exceptions.ObservationError` if any row is unusable.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``x``, ``y``, ``lon``, ``lat`` (float64), ``label`` (Categorical), then the source's
+        other columns; index = source row. ``attrs``: ``crs``, ``task``, ``classes``, ``report``
+        (:class:`ObservationReport`, printable), ``source``.
+
+    Raises
+    ------
+    ObservationError
+        Unreadable file, missing columns, or nothing usable left (the message gives the counts).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"lon": [-147.7, 147.8, 0.0], "lat": [64.8, 64.9, 0.0],
+    ...                    "permafrost": ["yes", "no", "yes"]})
+    >>> obs = read_observations(df)
+    >>> obs[["lon", "label"]].round(1).to_dict("list")
+    {'lon': [-147.7], 'label': ['present']}
+    >>> obs.attrs["report"].counts
+    {'null_island': 1, 'lost_minus_sign': 1}
+    """
+    if on_invalid not in _ON_INVALID:
+        raise InputError(f"on_invalid={on_invalid!r}: expected one of {list(_ON_INVALID)}")
+    if crs is not None:
+        crs = _check_crs(crs, "crs")
+    df, name = _read_table(source)
+    if len(df) == 0:
+        raise ObservationError(f"observations from {name} have no rows")
+
+    # coordinates
+    if (x is None) != (y is None):
+        raise ObservationError(f"give both x= and y= column names, not only one (x={x!r}, y={y!r})")
+    if x is not None:
+        for c in (x, y):
+            if c not in df.columns:
+                raise ObservationError(
+                    f"coordinate column {c!r} is not in the observations; found "
+                    f"{[str(k) for k in df.columns]}"
+                )
+        src = crs or "EPSG:4326"
+        from pyproj import CRS
+
+        a = pd.to_numeric(df[x], errors="coerce").to_numpy("float64")
+        b = pd.to_numeric(df[y], errors="coerce").to_numpy("float64")
+        geographic, used = CRS.from_user_input(src).is_geographic, [x, y]
+    else:
+        a, b, src, geographic, used = _coordinates(df, crs)
+
+    # labels
+    if label is None:
+        label_col = _find_column(
+            [c for c in df.columns if c not in used and c != "geometry"], _LABEL_NAMES
+        )
+        if label_col is None:
+            raise ObservationError(
+                f"observations from {name} have no label column: found "
+                f"{[str(c) for c in df.columns]}; expected one of {list(_LABEL_NAMES)} "
+                "(any case), or pass label='column name'"
+            )
+    else:
+        label_col = _find_column(list(df.columns), [str(label).strip().lower()])
+        if label_col is None:
+            raise ObservationError(
+                f"label column {label!r} is not in the observations from {name}; found "
+                f"{[str(c) for c in df.columns]}"
+            )
+    raw = df[label_col]
+    if task is None:
+        task = str(label_col) if classes is not None else _infer_task(label_col, raw)
+    cats, mapper = _label_mapper(str(task), classes, raw)
+    if mapper is None:  # classes given as a function: apply it to the raw values
+        fn = classes
+        mapped_vals = [None if _norm(v) is None else fn(v) for v in raw]  # type: ignore[misc, operator]
+        mapped = np.array(
+            [None if m is None or m != m else str(m) for m in mapped_vals], dtype=object
+        )
+        unknown_mask = np.array([m is not None and m not in cats for m in mapped])
+        is_nan = np.array([m is None for m in mapped])
+    else:
+        normed = [_norm(v) for v in raw]
+        mapped = np.array([None if s is None else mapper(s) for s in normed], dtype=object)
+        has_raw = np.array([s is not None for s in normed])
+        # a mapping may send a raw value to None on purpose: that row is unlabelled, not unknown
+        none_keys = (
+            {_norm(k) for k, v in classes.items() if v is None}
+            if isinstance(classes, Mapping)
+            else set()
+        )
+        explicit_none = np.array([s is not None and s in none_keys for s in normed], dtype=bool)
+        unknown_mask = has_raw & np.array([m is None for m in mapped]) & ~explicit_none
+        is_nan = ~has_raw | explicit_none
+
+    # projections: lon/lat for the table, x/y in the cube's (or to_crs) CRS
+    grid = None
+    if cube is not None:
+        from .cube.grid import Grid
+
+        grid = Grid.from_dataset(cube)
+        dst = grid.crs
+    else:
+        dst = _check_crs(to_crs, "to_crs")
+    lon, lat = _project(a, b, src, "EPSG:4326")
+
+    n = len(df)
+    reason = np.full(n, "", dtype=object)
+
+    def flag(mask: np.ndarray, why: str) -> None:
+        reason[mask & (reason == "")] = why
+
+    flag(~(np.isfinite(a) & np.isfinite(b)), "missing_coordinates")
+    flag((a == 0) & (b == 0), "null_island")
+    if geographic:
+        flag((np.abs(a) > 180) | (np.abs(b) > 90), "out_of_range")
+    else:
+        flag(~(np.isfinite(lon) & np.isfinite(lat)), "out_of_range")
+
+    # lost minus sign: a positive longitude whose negation lands where the study is and whose
+    # own position does not (Alaska and BC longitudes are negative; a spreadsheet dropped the '-')
+    fixed = np.zeros(n, dtype=bool)
+    if geographic:
+        pos = (reason == "") & (lon > 0)
+        if grid is not None:
+            here = _grid_contains(grid, *_project(lon, lat, "EPSG:4326", dst))
+            there = _grid_contains(grid, *_project(-lon, lat, "EPSG:4326", dst))
+        else:
+            here = _in_region(lon, lat, STUDY_REGION)
+            there = _in_region(-lon, lat, STUDY_REGION)
+        lost = pos & there & ~here
+        if on_invalid == "fix":
+            # repaired rows go on through every later check like any other row
+            fixed = lost
+            lon = np.where(lost, -lon, lon)
+            a = np.where(lost, -a, a)
+        else:
+            flag(lost, "lost_minus_sign")
+    px, py = _project(a, b, src, dst)
+
+    flag(unknown_mask, "unknown_label")
+
+    if grid is not None:
+        inside = _grid_contains(grid, px, py)
+        flag(~inside, "outside_cube")
+        check = np.flatnonzero(reason == "")
+        if check.size:
+            values = _sample_points(cube, px[check], py[check])
+            empty = np.zeros(check.size, dtype=bool)
+            for v in values.values():
+                empty |= np.isnan(v).all(axis=1)
+            nodata = np.zeros(n, dtype=bool)
+            nodata[check[empty]] = True
+            flag(nodata, "no_data")
+
+    # duplicates among usable rows: same location (to 1 cm), same or conflicting label
+    usable = reason == ""
+    idx_usable = np.flatnonzero(usable)
+    if idx_usable.size:
+        sub = pd.DataFrame(
+            {
+                "x": np.round(px[idx_usable], 2),
+                "y": np.round(py[idx_usable], 2),
+                "pos": idx_usable,
+                "lab": [None if is_nan[i] else mapped[i] for i in idx_usable],
+            }
+        )
+        sub = sub[sub.duplicated(["x", "y"], keep=False)]
+        for _, g in sub.groupby(["x", "y"], sort=False):
+            labs = {v for v in g["lab"] if v is not None}
+            if len(labs) > 1:
+                reason[g["pos"].to_numpy()] = "conflicting_duplicate"
+            else:
+                labelled = g[g["lab"].notna()]
+                first = int((labelled if len(labelled) else g)["pos"].iloc[0])
+                rest = g["pos"].to_numpy()
+                reason[rest[rest != first]] = "duplicate"
+    keep = reason == ""
+
+    report = ObservationReport(source=name, task=str(task), classes=tuple(cats), n_input=n)
+    examples_src = {c: df[c].to_numpy() for c in used if c != "geometry"}
+    for why in REASONS:
+        if why == "unlabelled":
+            m, action = keep & is_nan, "kept"
+        elif why == "lost_minus_sign" and on_invalid == "fix":
+            m, action = fixed, "fixed"
+        else:
+            m, action = reason == why, "dropped"
+        if m.any():
+            report.counts[why] = int(m.sum())
+            report.actions[why] = action
+            exs = []
+            for i in np.flatnonzero(m)[:3]:
+                ex: dict[str, Any] = {"row": df.index[i]}
+                for c, vals in examples_src.items():
+                    ex[str(c)] = vals[i]
+                if "geometry" in used:
+                    ex["lon"], ex["lat"] = float(lon[i]), float(lat[i])
+                ex[str(label_col)] = raw.iloc[i]
+                exs.append(ex)
+            report.examples[why] = exs
+    if unknown_mask.any():
+        vals = pd.Series([str(v) for v in raw[unknown_mask]]).value_counts()
+        report.unknown_labels = {str(k): int(v) for k, v in vals.items()}
+
+    if on_invalid == "raise":
+        bad = {r: c for r, c in report.counts.items() if report.actions[r] == "dropped"}
+        if bad:
+            raise ObservationError(
+                f"observations from {name} have unusable rows ({bad}); fix them or pass "
+                f"on_invalid='drop' to drop them (or 'fix' to repair lost minus signs).\n"
+                f"{report}"
+            )
+
+    labels = pd.Categorical(
+        [None if is_nan[i] else mapped[i] for i in np.flatnonzero(keep)], categories=list(cats)
+    )
+    others = [c for c in df.columns if c not in used and c != label_col and c != "geometry"]
+    out = pd.DataFrame(
+        {
+            "x": px[keep],
+            "y": py[keep],
+            "lon": lon[keep],
+            "lat": lat[keep],
+            "label": labels,
+        },
+        index=df.index[keep],
+    )
+    for c in others:
+        name_c = str(c) if str(c) not in out.columns else f"{c}_source"
+        out[name_c] = pd.DataFrame(df[c]).iloc[np.flatnonzero(keep), 0].to_numpy()
+    report.n_kept = int(keep.sum())
+    report.n_labelled = int(out["label"].notna().sum())
+    report.class_counts = {str(k): int(v) for k, v in out["label"].value_counts(sort=False).items()}
+    if report.n_labelled == 0:
+        raise ObservationError(
+            f"no usable labelled observation left in {name}: {n} rows read, "
+            f"{report.n_kept} kept, {report.n_labelled} labelled; "
+            + ", ".join(f"{r}: {c}" for r, c in report.counts.items())
+            + (
+                f". Unknown labels: {list(report.unknown_labels)[:10]}; pass classes= to map them"
+                if report.unknown_labels
+                else ""
+            )
+            + f".\n{report}"
+        )
+    out.attrs.update(
+        {"crs": dst, "task": str(task), "classes": list(cats), "report": report, "source": name}
+    )
+    return out
