@@ -1,0 +1,599 @@
+"""The MISO network and the user-facing, self-describing :class:`MisoModel`.
+
+Network (one instance per configuration of modalities, never a fork of the code)::
+
+    image modality m (optical / covariates / sar / any) --SwinV2Encoder_m--> 4 stage maps
+        --MultiScaleLIIF_m at the query points--> (B, Q, D) --MLP + LayerNorm--> e_m
+    fused = sum_m e_m --fusion MLP (dropout)--> head --> logits_visual      (B, Q, K)
+    location (x, y metres) --LocationEncoder--> e_loc --location_head--> logits_location
+    logits = logits_visual + logits_location
+
+The location branch is a separate expert: its logits are *added* to the image logits (a product
+of experts in probability space, i.e. the location acts as a learned spatial prior that the images
+correct). It is not summed into ``fused``, so the visual <-> location InfoNCE compares two
+independent views of a point. The embeddings returned for the contrastive losses are the ``e_m``
+and ``e_loc``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..exceptions import CheckpointError, IncompatibleCubeError, InputError, MissingBandError
+from ..spec import ModelSpec
+from .config import MisoConfig
+from .liif import MultiScaleLIIF, pixel_centres
+from .location import LocationEncoder
+from .swin import SwinV2Encoder
+
+__all__ = ["MisoModel", "MisoNet", "MisoOutput", "count_parameters", "flops_per_crop"]
+
+
+class MisoOutput(NamedTuple):
+    """What :meth:`MisoNet.forward` returns.
+
+    ``logits``: (B, Q, num_outputs); ``embeddings``: branch name (each image modality, and
+    ``"location"`` when enabled) -> (B, Q, D).
+    """
+
+    logits: Tensor
+    embeddings: dict[str, Tensor]
+
+
+def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (all, or only those with ``requires_grad``).
+
+    >>> count_parameters(nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def _mlp_norm(width: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.LayerNorm(width)
+    )
+
+
+class MisoNet(nn.Module):
+    """MISO: per-modality Swin v2 + LIIF embeddings, fused, plus a location expert.
+
+    Parameters
+    ----------
+    config
+        A :class:`MisoConfig` (or its name, ``"tiny"``/``"base"``).
+    bands
+        Image modality -> number of bands, in the order the model reads them
+        (``{"optical": 9, "covariates": 6}``; ``{"covariates": 6}`` alone is a valid model).
+    num_outputs
+        1 for a binary task (one logit, BCE), K for K classes (CE).
+    location
+        Whether to build the location branch.
+
+    Examples
+    --------
+    >>> net = MisoNet("tiny", {"covariates": 6}, num_outputs=1, location=False)
+    >>> out = net({"covariates": torch.zeros(2, 6, 64, 64)}, torch.zeros(2, 5, 2), None)
+    >>> tuple(out.logits.shape), sorted(out.embeddings)
+    ((2, 5, 1), ['covariates'])
+    """
+
+    def __init__(
+        self,
+        config: MisoConfig | str,
+        bands: Mapping[str, int],
+        num_outputs: int,
+        location: bool = True,
+    ) -> None:
+        super().__init__()
+        config = MisoConfig.named(config) if isinstance(config, str) else config
+        if not bands:
+            raise InputError(
+                "MisoNet needs at least one image modality, e.g. bands={'covariates': 6}"
+            )
+        for name, n in bands.items():
+            if not name.isidentifier() or name == "location":
+                raise InputError(
+                    f"modality name {name!r} must be a Python identifier other than 'location'"
+                )
+            if int(n) < 1:
+                raise InputError(f"modality {name!r} has {n} bands; it needs at least 1")
+        if int(num_outputs) < 1:
+            raise InputError(f"num_outputs must be >= 1 (1 for binary), got {num_outputs}")
+        self.config = config
+        self.bands = {str(k): int(v) for k, v in bands.items()}
+        self.num_outputs = int(num_outputs)
+        self.has_location = bool(location)
+        c = config
+        strides = tuple(c.patch_size * 2**i for i in range(len(c.depths)))
+        self.encoders = nn.ModuleDict(
+            {
+                m: SwinV2Encoder(
+                    n,
+                    embed_dim=c.embed_dim,
+                    depths=c.depths,
+                    num_heads=c.num_heads,
+                    window_size=c.window_size,
+                    patch_size=c.patch_size,
+                    mlp_ratio=c.mlp_ratio,
+                    drop_path=c.drop_path,
+                    cpb_hidden=c.cpb_hidden,
+                )
+                for m, n in self.bands.items()
+            }
+        )
+        self.implicit = nn.ModuleDict(
+            {
+                m: MultiScaleLIIF(c.stage_dims, c.width, hidden=c.liif_hidden, strides=strides)
+                for m in self.bands
+            }
+        )
+        self.project = nn.ModuleDict({m: _mlp_norm(c.width) for m in self.bands})
+        self.fusion = nn.Sequential(
+            nn.Linear(c.width, c.fusion_hidden), nn.GELU(), nn.Dropout(c.dropout)
+        )
+        self.head = nn.Linear(c.fusion_hidden, self.num_outputs)
+        if self.has_location:
+            self.location = LocationEncoder(
+                c.width,
+                min_wavelength=c.location_min_wavelength,
+                max_wavelength=c.location_max_wavelength,
+                scales=c.location_scales,
+                layers=c.location_layers,
+                dropout=c.dropout,
+            )
+            self.location_head = nn.Sequential(
+                nn.Dropout(c.dropout), nn.Linear(c.width, self.num_outputs)
+            )
+
+    # -- the two halves, separate so dense prediction encodes once and queries in chunks --------
+    def encode(self, images: Mapping[str, Tensor]) -> dict[str, list[Tensor]]:
+        """Run each modality's encoder: name -> four stage maps."""
+        missing = [m for m in self.bands if m not in images]
+        if missing:
+            raise MissingBandError(
+                f"images lack modality {missing}; this model reads {list(self.bands)}"
+            )
+        r = self.config.reduction
+        out = {}
+        for m, n in self.bands.items():
+            x = images[m]
+            if x.ndim != 4 or x.shape[1] != n:
+                raise InputError(
+                    f"images[{m!r}] has shape {tuple(x.shape)}; it needs (batch, {n}, height, width)"
+                )
+            if x.shape[-1] % r or x.shape[-2] % r:
+                raise InputError(
+                    f"images[{m!r}] is {x.shape[-2]} x {x.shape[-1]} px; height and width must be "
+                    f"multiples of {r} (patch_size * 2**(stages-1))"
+                )
+            out[m] = self.encoders[m](x)
+        return out
+
+    def decode(
+        self, features: Mapping[str, list[Tensor]], query: Tensor, location: Tensor | None
+    ) -> MisoOutput:
+        """Embeddings and logits at ``query`` (B, Q, 2) from encoded ``features``."""
+        if query.ndim != 3 or query.shape[-1] != 2:
+            raise InputError(
+                f"query has shape {tuple(query.shape)}; it needs (batch, points, 2) as (x, y) in "
+                "[-1, 1]"
+            )
+        emb: dict[str, Tensor] = {}
+        fused = None
+        # sorted: the sum's rounding must not depend on the order a spec lists modalities in
+        for m in sorted(self.bands):
+            e = self.project[m](self.implicit[m](features[m], query))
+            emb[m] = e
+            fused = e if fused is None else fused + e
+        logits = self.head(self.fusion(fused))
+        if self.has_location:
+            if location is None or tuple(location.shape) != tuple(query.shape):
+                raise InputError(
+                    f"this model has a location branch; location must be projected x/y in metres "
+                    f"with the query's shape {tuple(query.shape)}, got "
+                    f"{None if location is None else tuple(location.shape)}"
+                )
+            e_loc = self.location(location)
+            emb["location"] = e_loc
+            logits = logits + self.location_head(e_loc)
+        return MisoOutput(logits=logits, embeddings=emb)
+
+    def forward(
+        self, images: Mapping[str, Tensor], query: Tensor, location: Tensor | None = None
+    ) -> MisoOutput:
+        """``images[m]`` (B, C_m, H, W), ``query`` (B, Q, 2) grid_sample convention (x, y in
+        [-1, 1], edges at +-1), ``location`` (B, Q, 2) projected x/y in metres (float64 keeps
+        full precision; ignored by a model without the location branch)."""
+        return self.decode(self.encode(images), query, location)
+
+
+def _num_outputs(classes: tuple[str, ...]) -> int:
+    if len(classes) < 2:
+        raise InputError(f"a model needs at least 2 classes, got {list(classes)}")
+    return 1 if len(classes) == 2 else len(classes)
+
+
+class MisoModel:
+    """A trained (or fresh) MISO network that describes itself: the predictor protocol.
+
+    Parameters
+    ----------
+    net
+        The :class:`MisoNet`.
+    spec
+        :class:`~miso_xr.spec.ModelSpec` with ``kind="miso"``: classes, modalities and bands,
+        normalisation, window, resolution, CRS, location.
+    config
+        The :class:`MisoConfig` the net was built with.
+    training
+        JSON-able summary of the training data and run (stored in the checkpoint).
+
+    Examples
+    --------
+    >>> from miso_xr.spec import ModelSpec
+    >>> spec = ModelSpec(kind="miso", task="permafrost", classes=("absent", "present"),
+    ...                  modalities=(("covariates", ("elevation", "slope")),), window=64,
+    ...                  stride=32, resolution=10.0, crs="EPSG:3338", location=True)
+    >>> model = MisoModel.create(spec, "tiny", seed=0)
+    >>> x = 1000.0 + 10 * np.arange(64); y = 2000.0 - 10 * np.arange(64)
+    >>> p = model.predict_windows({"covariates": np.zeros((1, 2, 64, 64), "float32")},
+    ...                           x[None], y[None])
+    >>> p.shape, bool(np.allclose(p.sum(axis=1), 1))
+    ((1, 2, 64, 64), True)
+    """
+
+    kind = "miso"
+
+    def __init__(
+        self,
+        net: MisoNet,
+        spec: ModelSpec,
+        config: MisoConfig,
+        training: dict[str, Any] | None = None,
+    ) -> None:
+        if spec.kind != "miso":
+            raise InputError(f"spec.kind is {spec.kind!r}; a MisoModel needs kind='miso'")
+        want = {m: len(b) for m, b in spec.modalities}
+        if want != net.bands:
+            raise InputError(
+                f"spec modalities {want} (bands per modality) differ from the network's {net.bands}"
+            )
+        if _num_outputs(spec.classes) != net.num_outputs:
+            raise InputError(
+                f"spec has {len(spec.classes)} classes; the network has {net.num_outputs} outputs "
+                "(binary tasks need 1, K classes need K)"
+            )
+        if spec.location != net.has_location:
+            raise InputError(
+                f"spec.location={spec.location} but the network "
+                f"{'has' if net.has_location else 'has no'} location branch"
+            )
+        self.net = net.eval()
+        self.spec = spec
+        self.config = config
+        self.training = dict(training or {})
+        self.sha256: str | None = None
+        self.source: str | None = None
+        self.device = torch.device("cpu")
+        self._stats = self._normalisation()
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        spec: ModelSpec,
+        config: MisoConfig | str = "tiny",
+        *,
+        seed: int | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> MisoModel:
+        """A freshly initialised model for ``spec`` (``seed`` makes the weights reproducible)."""
+        config = MisoConfig.named(config) if isinstance(config, str) else config
+        bands = {m: len(b) for m, b in spec.modalities}
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+        else:
+            net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+        return cls(net, spec, config, training)
+
+    def _normalisation(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        stats = self.spec.stats
+        out = {}
+        for m, bands in self.spec.modalities:
+            if m in stats:
+                mean = np.asarray(stats[m].mean, dtype=np.float32)
+                std = np.asarray(stats[m].std, dtype=np.float32)
+                if mean.shape != (len(bands),) or std.shape != (len(bands),):
+                    raise InputError(
+                        f"normalisation of {m!r} has {mean.size} means and {std.size} stds; "
+                        f"it needs one per band ({len(bands)})"
+                    )
+                # a constant band has std 0: divide by 1 rather than by zero
+                std = np.where(np.isfinite(std) & (std > 0), std, 1.0).astype(np.float32)
+            else:
+                mean = np.zeros(len(bands), np.float32)
+                std = np.ones(len(bands), np.float32)
+            out[m] = (mean[:, None, None], std[:, None, None])
+        return out
+
+    # -- checkpoint -----------------------------------------------------------------------------
+    def state_tensors(self) -> dict[str, np.ndarray]:
+        """The network's state dict as float32 numpy arrays (what a checkpoint stores)."""
+        return {
+            k: v.detach().to("cpu", torch.float32).numpy().copy()
+            for k, v in self.net.state_dict().items()
+        }
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """The ``config`` metadata of a checkpoint: the MisoConfig plus the network's shape."""
+        return {
+            **self.config.to_dict(),
+            "net": {
+                "bands": dict(self.net.bands),
+                "num_outputs": self.net.num_outputs,
+                "location": self.net.has_location,
+            },
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write a ``.safetensors`` checkpoint atomically; returns (and records) its sha256."""
+        from ..checkpoint import write_checkpoint
+
+        digest = write_checkpoint(
+            path,
+            self.state_tensors(),
+            spec=self.spec,
+            config=self.checkpoint_config(),
+            training=self.training,
+        )
+        self.sha256 = digest
+        self.source = str(os.path.abspath(path))
+        return digest
+
+    @classmethod
+    def from_checkpoint(cls, tensors: dict[str, np.ndarray], info: Any) -> MisoModel:
+        """Rebuild from :func:`miso_xr.checkpoint.read_checkpoint` output (no code runs)."""
+        cfg = dict(info.config)
+        net_info = cfg.pop("net", None)
+        try:
+            config = MisoConfig.from_dict(cfg)
+        except InputError as err:
+            raise CheckpointError(f"checkpoint config is not a MisoConfig: {err}") from err
+        spec = info.spec
+        bands = {m: len(b) for m, b in spec.modalities}
+        if net_info is not None and dict(net_info.get("bands", bands)) != bands:
+            raise CheckpointError(
+                f"checkpoint network bands {net_info.get('bands')} differ from its spec's {bands}"
+            )
+        net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+        want = net.state_dict()
+        missing = sorted(set(want) - set(tensors))
+        unexpected = sorted(set(tensors) - set(want))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint tensors do not match its MISO config: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        state = {}
+        for k, v in want.items():
+            arr = tensors[k]
+            if tuple(arr.shape) != tuple(v.shape):
+                raise CheckpointError(
+                    f"checkpoint tensor {k!r} has shape {tuple(arr.shape)}; the config needs "
+                    f"{tuple(v.shape)}"
+                )
+            state[k] = torch.from_numpy(np.ascontiguousarray(arr)).to(v.dtype)
+        net.load_state_dict(state)
+        return cls(net, spec, config, dict(info.training))
+
+    # -- predictor protocol ---------------------------------------------------------------------
+    def to(self, device: str | torch.device) -> MisoModel:
+        """Move the network to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``); returns self."""
+        self.device = torch.device(device)
+        self.net.to(self.device)
+        return self
+
+    def eval(self) -> MisoModel:
+        self.net.eval()
+        return self
+
+    def train(self, mode: bool = True) -> MisoModel:
+        self.net.train(mode)
+        return self
+
+    def num_parameters(self) -> int:
+        return count_parameters(self.net)
+
+    def _check_inputs(
+        self, inputs: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray
+    ) -> tuple[int, int]:
+        n = w = None
+        for m, bands in self.spec.modalities:
+            if m not in inputs:
+                raise MissingBandError(
+                    f"inputs lack modality {m!r}; the model needs {m!r} with bands "
+                    f"{' '.join(bands)}"
+                )
+            a = inputs[m]
+            if a.ndim != 4 or a.shape[1] != len(bands) or a.shape[2] != a.shape[3]:
+                raise IncompatibleCubeError(
+                    f"inputs[{m!r}] has shape {tuple(a.shape)}; it needs (windows, {len(bands)}, "
+                    f"W, W) with bands {' '.join(bands)}"
+                )
+            if n is None:
+                n, w = a.shape[0], a.shape[2]
+            elif (a.shape[0], a.shape[2]) != (n, w):
+                raise IncompatibleCubeError(
+                    f"inputs[{m!r}] has {a.shape[0]} windows of {a.shape[2]} px; other modalities "
+                    f"have {n} of {w} px"
+                )
+        assert n is not None and w is not None
+        if np.shape(x) != (n, w) or np.shape(y) != (n, w):
+            raise InputError(
+                f"x and y have shapes {np.shape(x)} and {np.shape(y)}; they need ({n}, {w}): the "
+                "pixel-centre coordinates of each window's columns and rows"
+            )
+        r = self.config.reduction
+        if w % r:
+            raise InputError(
+                f"window of {w} px is not a multiple of {r}; use a window such as "
+                f"{max(r, round(w / r) * r)} (spec.window={self.spec.window})"
+            )
+        return n, w
+
+    @torch.no_grad()
+    def predict_windows(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        device: str | torch.device | None = None,
+        mc_samples: int = 0,
+        batch_size: int = 8,
+        max_points: int = 65536,
+    ) -> np.ndarray:
+        """Class probabilities at every pixel of each window.
+
+        Parameters
+        ----------
+        inputs
+            Modality -> raw cube values (N, C, W, W) float32 in spec band order; NaN allowed
+            (filled with 0 after normalising, i.e. the band mean; infer/ masks NaN pixels after).
+        x, y
+            (N, W) pixel-centre coordinates of each window's columns and rows (CRS ``spec.crs``).
+        device
+            Where to run (default: where the model is). CUDA runs under bf16 (or fp16) autocast;
+            CPU stays fp32.
+        mc_samples
+            ``0``: one deterministic pass. ``> 0``: mean of that many passes with dropout on
+            (MC-dropout), for uncertainty.
+        batch_size
+            Windows encoded together.
+        max_points
+            Query points decoded at once (windows x pixels), bounding memory.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, K, W, W) float32, K = ``len(spec.classes)``; binary tasks give ``[1 - p, p]``.
+        """
+        n, w = self._check_inputs(inputs, x, y)
+        if mc_samples < 0:
+            raise InputError(f"mc_samples must be >= 0, got {mc_samples}")
+        if device is not None:
+            self.to(device)
+        dev = self.device
+        k = len(self.spec.classes)
+        out = np.empty((n, k, w, w), np.float32)
+        if n == 0:
+            return out
+        query = pixel_centres(w, w, device=dev)  # (W*W, 2), row-major
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        passes = max(mc_samples, 1)
+        was_training = self.net.training
+        self.net.eval()
+        if mc_samples > 0:  # dropout on, everything else (drop path, norms) in eval mode
+            for mod in self.net.modules():
+                if isinstance(mod, nn.Dropout):
+                    mod.train()
+        autocast = _autocast(dev)
+        try:
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                images = {}
+                for m, _ in self.spec.modalities:
+                    mean, std = self._stats[m]
+                    a = (np.asarray(inputs[m][start:stop], np.float32) - mean) / std
+                    images[m] = torch.from_numpy(
+                        np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+                    ).to(dev)
+                b = stop - start
+                loc = None
+                if self.net.has_location:
+                    gx = np.broadcast_to(x[start:stop, None, :], (b, w, w))
+                    gy = np.broadcast_to(y[start:stop, :, None], (b, w, w))
+                    loc = torch.from_numpy(np.stack([gx, gy], -1).reshape(b, w * w, 2)).to(dev)
+                chunk = max(1, max_points // b)
+                prob = torch.zeros((b, w * w, k), dtype=torch.float32, device=dev)
+                for _ in range(passes):
+                    with autocast:
+                        feats = self.net.encode(images)
+                        for q0 in range(0, w * w, chunk):
+                            q1 = min(q0 + chunk, w * w)
+                            q = query[q0:q1].expand(b, -1, -1)
+                            lq = loc[:, q0:q1] if loc is not None else None
+                            logits = self.net.decode(feats, q, lq).logits.float()
+                            if k == 2 and logits.shape[-1] == 1:
+                                p1 = torch.sigmoid(logits)
+                                p = torch.cat([1 - p1, p1], dim=-1)
+                            else:
+                                p = torch.softmax(logits, dim=-1)
+                            prob[:, q0:q1] += p
+                prob /= passes
+                out[start:stop] = (
+                    prob.view(b, w, w, k).permute(0, 3, 1, 2).cpu().numpy().astype(np.float32)
+                )
+        finally:
+            self.net.train(was_training)
+        return out
+
+    def __repr__(self) -> str:
+        mods = ", ".join(f"{m}[{len(b)}]" for m, b in self.spec.modalities)
+        return (
+            f"MisoModel(config={self.config.name!r}, task={self.spec.task!r}, "
+            f"classes={list(self.spec.classes)}, modalities=({mods}), "
+            f"location={self.spec.location}, window={self.spec.window}, "
+            f"params={self.num_parameters():,}, device={str(self.device)!r}, "
+            f"sha256={self.sha256[:12] + '...' if self.sha256 else None})"
+        )
+
+
+def _autocast(device: torch.device) -> Any:
+    """bf16 (else fp16) autocast on CUDA; a no-op context on CPU (CPU bf16 is ~400x slower)."""
+    import contextlib
+
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def flops_per_crop(
+    config: MisoConfig | str,
+    *,
+    bands: Mapping[str, int] | None = None,
+    crop: int = 256,
+    queries: int | None = None,
+    location: bool = True,
+    device: str = "meta",
+) -> int:
+    """Forward FLOPs of one crop, counted with ``torch.utils.flop_counter.FlopCounterMode``.
+
+    ``queries`` defaults to the training query count (51); ``crop * crop`` gives dense prediction.
+    Counting runs on the ``meta`` device (shapes only), so even the base model costs no compute.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = MisoConfig.named(config) if isinstance(config, str) else config
+    bands = dict(bands or {"optical": 9, "covariates": 6})
+    queries = config.queries_per_crop if queries is None else queries
+    with torch.device(device):
+        net = MisoNet(config, bands, 1, location).eval()
+        images = {m: torch.zeros(1, c, crop, crop) for m, c in bands.items()}
+        query = torch.zeros(1, queries, 2)
+        loc = torch.zeros(1, queries, 2, dtype=torch.float64)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net(images, query, loc)
+    return int(counter.get_total_flops())

@@ -1,0 +1,170 @@
+"""MisoNet shapes for each modality configuration, determinism, bad inputs, and the config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from miso_xr.exceptions import InputError, MissingBandError
+from miso_xr.model import MisoConfig, MisoNet, count_parameters, miso_loss
+
+# a very small configuration so every test runs in well under a second
+SMALL = MisoConfig.named("tiny").replace(
+    name="small",
+    embed_dim=8,
+    depths=(1, 1, 1, 1),
+    num_heads=(1, 1, 2, 2),
+    window_size=2,
+    cpb_hidden=8,
+    width=16,
+    liif_hidden=8,
+    fusion_hidden=16,
+    location_scales=4,
+    crop=32,
+)
+BANDS = {"optical": 9, "covariates": 6, "sar": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _batch(bands, b=2, q=5, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = {m: torch.randn(b, c, size, size, generator=g) for m, c in bands.items()}
+    query = torch.rand(b, q, 2, generator=g) * 2 - 1
+    loc = 2e6 * torch.rand(b, q, 2, generator=g, dtype=torch.float64)
+    return images, query, loc
+
+
+@pytest.mark.parametrize(
+    "modalities",
+    [("covariates",), ("optical", "covariates"), ("optical", "covariates", "sar"), ("optical",)],
+)
+@pytest.mark.parametrize("location", [True, False])
+@pytest.mark.parametrize("num_outputs", [1, 7])
+def test_output_shapes_per_modality_configuration(modalities, location, num_outputs):
+    bands = {m: BANDS[m] for m in modalities}
+    net = MisoNet(SMALL, bands, num_outputs, location=location)
+    images, query, loc = _batch(bands, b=3, q=4)
+    out = net(images, query, loc if location else None)
+    assert out.logits.shape == (3, 4, num_outputs)
+    expected = set(modalities) | ({"location"} if location else set())
+    assert set(out.embeddings) == expected
+    for e in out.embeddings.values():
+        assert e.shape == (3, 4, SMALL.width)
+    # one encoder per image modality, nothing for absent ones
+    assert set(net.encoders) == set(modalities)
+    assert hasattr(net, "location") == location
+
+
+def test_loss_runs_on_every_configuration_and_has_gradients():
+    bands = {"optical": 9, "covariates": 6}
+    net = MisoNet(SMALL, bands, 1).train()
+    images, query, loc = _batch(bands, b=2, q=6)
+    labels = torch.tensor([[1, -1, -1, -1, -1, -1], [0, -1, -1, -1, -1, -1]])
+    total, parts = miso_loss(net(images, query, loc), labels, binary=True, contrastive_weight=0.5)
+    assert set(parts) == {"supervised", "satellite_covariate", "visual_location"}
+    expected = parts["supervised"] + 0.5 * (parts["satellite_covariate"] + parts["visual_location"])
+    assert torch.allclose(total, expected)
+    total.backward()
+    assert net.encoders["optical"].features[0][0].weight.grad.abs().sum() > 0
+    assert net.location.input.weight.grad.abs().sum() > 0
+
+
+def _run(seed):
+    torch.manual_seed(seed)
+    bands = {"optical": 9, "covariates": 6}
+    net = MisoNet(SMALL, bands, 3).train()  # train mode: dropout and drop path are random
+    images, query, loc = _batch(bands, b=2, q=6, seed=1)
+    torch.manual_seed(123)
+    out = net(images, query, loc)
+    labels = torch.tensor([[0, 1, 2, -1, -1, -1], [2, -1, -1, -1, -1, 1]])
+    total, _ = miso_loss(out, labels, binary=False)
+    total.backward()
+    grads = {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+    return out.logits.detach(), grads
+
+
+def test_cpu_determinism_same_seed_same_outputs_and_gradients():
+    logits_a, grads_a = _run(0)
+    logits_b, grads_b = _run(0)
+    assert torch.equal(logits_a, logits_b)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 50
+    for k in grads_a:
+        assert torch.equal(grads_a[k], grads_b[k]), k
+    logits_c, _ = _run(1)
+    assert not torch.equal(logits_a, logits_c)  # the seed matters
+
+
+def test_bad_inputs_raise_one_clear_error():
+    net = MisoNet(SMALL, {"optical": 9, "covariates": 6}, 1)
+    images, query, loc = _batch({"optical": 9, "covariates": 6})
+    with pytest.raises(MissingBandError, match="covariates"):
+        net({"optical": images["optical"]}, query, loc)
+    with pytest.raises(InputError, match=r"\(batch, 9, height, width\)"):
+        net({**images, "optical": images["optical"][:, :4]}, query, loc)
+    with pytest.raises(InputError, match="multiples of 32"):
+        net({m: v[..., :24, :24] for m, v in images.items()}, query, loc)
+    with pytest.raises(InputError, match="location branch"):
+        net(images, query, None)
+    with pytest.raises(InputError, match=r"\(batch, points, 2\)"):
+        net(images, query[0], loc)
+    with pytest.raises(InputError, match="at least one image modality"):
+        MisoNet(SMALL, {}, 1)
+    with pytest.raises(InputError, match="identifier"):
+        MisoNet(SMALL, {"location": 3}, 1)
+    with pytest.raises(InputError, match="num_outputs"):
+        MisoNet(SMALL, {"optical": 9}, 0)
+
+
+def test_config_named_round_trip_and_validation():
+    base = MisoConfig.named("base")
+    assert (base.embed_dim, base.depths, base.num_heads, base.window_size, base.width) == (
+        128,
+        (2, 2, 18, 2),
+        (4, 8, 16, 32),
+        8,
+        1024,
+    )
+    assert (base.crop, base.lr, base.batch_size, base.epochs, base.temperature) == (
+        256,
+        5e-5,
+        32,
+        40,
+        0.1,
+    )
+    # DESIGN says "51 query points (labelled centre, 10 random, a 6x6 grid)", which sums to 47
+    assert base.queries_per_crop == 1 + 10 + 6 * 6
+    for name in ("tiny", "base"):
+        cfg = MisoConfig.named(name)
+        assert MisoConfig.from_dict(cfg.to_dict()) == cfg
+        import json
+
+        assert MisoConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(InputError, match="unknown MISO configuration 'huge'"):
+        MisoConfig.named("huge")
+    with pytest.raises(InputError, match="not divisible by num_heads"):
+        MisoConfig(embed_dim=30, num_heads=(4, 8, 16, 32))
+    with pytest.raises(InputError, match="unknown key"):
+        MisoConfig.from_dict({**SMALL.to_dict(), "colour": "red"})
+    with pytest.raises(InputError, match="crop 40 must be a multiple of 32"):
+        SMALL.replace(crop=40)
+    with pytest.raises(InputError, match="no field"):
+        SMALL.replace(crops=64)
+
+
+def test_tiny_is_small_and_base_is_swin_v2_b_sized():
+    with torch.device("meta"):  # shapes only: no random initial values drawn
+        tiny = MisoNet("tiny", {"optical": 9, "covariates": 6}, 1)
+        base = MisoNet("base", {"optical": 9}, 1)
+    assert 1e6 < count_parameters(tiny) < 1e7
+    enc = count_parameters(base.encoders["optical"])
+    # torchvision swin_v2_b has 87,930,848 parameters; less its norm (2,048) and head
+    # (1,025,000); our patch conv reads 9 bands instead of 3 (+ 6 * 128 * 16 = 12,288)
+    assert enc == 87_930_848 - 2_048 - 1_025_000 + 12_288

@@ -1,0 +1,181 @@
+"""LIIF, the Space2Vec location encoder and the losses, against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from miso_xr.exceptions import InputError
+from miso_xr.model import (
+    LIIF,
+    LocationEncoder,
+    MisoOutput,
+    info_nce,
+    miso_loss,
+    pixel_centres,
+    supervised_loss,
+)
+from miso_xr.model.location import GridCellEncoding
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------- LIIF
+def _cell_centres(h, w, b=2):
+    return pixel_centres(h, w).expand(b, -1, -1)
+
+
+def test_liif_at_cell_centres_is_a_linear_map_of_the_features():
+    torch.manual_seed(0)
+    liif = LIIF(5, 7, hidden=0)  # decoder = one affine map
+    feat = torch.randn(2, 5, 3, 4)
+    out = liif(feat, _cell_centres(3, 4), cell=(0.25, 0.25))
+    weight = liif.feature.weight[:, :, 0, 0]  # (7, 5)
+    const = liif.feature.bias + liif.cell.weight @ torch.tensor([0.25, 0.25])
+    want = feat.flatten(2).transpose(1, 2) @ weight.T + const  # row-major cells
+    assert torch.allclose(out, want, atol=1e-5)
+
+
+def test_liif_at_cell_centres_with_mlp_reads_only_that_cell():
+    torch.manual_seed(1)
+    liif = LIIF(5, 7, hidden=16)
+    feat = torch.randn(1, 5, 4, 4)
+    out = liif(feat, _cell_centres(4, 4, b=1))
+    cells = feat.flatten(2).transpose(1, 2)
+    want = liif.out(F.gelu(cells @ liif.feature.weight[:, :, 0, 0].T + liif.feature.bias))
+    assert torch.allclose(out, want, atol=1e-5)
+
+
+def test_liif_blends_neighbours_by_area_and_is_continuous():
+    torch.manual_seed(2)
+    liif = LIIF(3, 4, hidden=8)
+    feat = torch.randn(1, 3, 2, 2)
+    # midway between the two top cells (centres x = -0.5 and 0.5, y = -0.5)
+    out = liif(feat, torch.tensor([[[0.0, -0.5]]]))
+    w1 = liif.feature.weight[:, :, 0, 0]
+
+    def hidden(cell, dx):
+        pre = feat[0, :, 0, cell] @ w1.T + liif.feature.bias + liif.offset.weight[:, 0] * dx
+        return F.gelu(pre)
+
+    want = liif.out(0.5 * hidden(0, 0.5) + 0.5 * hidden(1, -0.5))
+    assert torch.allclose(out[0, 0], want, atol=1e-5)
+    # continuous across a cell border, unlike nearest-cell sampling
+    q = torch.tensor([[[-1e-4, 0.2], [1e-4, 0.2]]])
+    a, b = liif(feat, q)[0]
+    assert (a - b).abs().max() < 1e-3
+    assert (a - liif(feat, torch.tensor([[[0.9, 0.2]]]))[0, 0]).abs().max() > 1e-2
+
+
+# ------------------------------------------------------------------------------------ location
+def _alaska_points(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    xy = np.stack([rng.uniform(-2.2e6, 1.5e6, n), rng.uniform(4e5, 2.4e6, n)], -1)
+    return torch.from_numpy(xy)
+
+
+def test_gridcell_features_separate_10_m_and_100_km_and_not_1_mm():
+    enc = GridCellEncoding(min_wavelength=20.0, max_wavelength=4e6, scales=32)
+    p = _alaska_points()
+    f = enc(p)
+    assert f.shape == (32, 6 * 32) and f.dtype == torch.float32
+    d_mm = (enc(p + torch.tensor([1e-3, 0.0], dtype=torch.float64)) - f).norm(dim=-1)
+    d_10m = (enc(p + torch.tensor([10.0, 0.0], dtype=torch.float64)) - f).norm(dim=-1)
+    d_100km = (enc(p + torch.tensor([0.0, 1e5], dtype=torch.float64)) - f).norm(dim=-1)
+    assert d_mm.max() < 0.01  # float64 phases: no float32 noise at 2e6 m
+    assert d_10m.min() > 1.0
+    assert d_100km.min() > 1.0
+
+
+def test_location_encoder_distinguishes_10_m_and_100_km():
+    torch.manual_seed(0)
+    loc = LocationEncoder(64, min_wavelength=20.0, max_wavelength=4e6, scales=32).eval()
+    p = _alaska_points()
+    e = loc(p)
+    near = loc(p + torch.tensor([10.0, 0.0], dtype=torch.float64))
+    far = loc(p + torch.tensor([1e5, 0.0], dtype=torch.float64))
+    same = loc(p.clone())
+    scale = e.norm(dim=-1)
+    assert torch.equal(e, same)
+    assert ((near - e).norm(dim=-1) / scale).min() > 0.05
+    assert ((far - e).norm(dim=-1) / scale).min() > 0.05
+
+
+# -------------------------------------------------------------------------------------- losses
+def test_info_nce_matches_a_hand_computed_case():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[2.0, 0.0], [1.0, 1.0]])  # normalised: (1, 0) and (0.7071, 0.7071)
+    s = 1 / math.sqrt(2)
+    # cosine similarities [[1, s], [0, s]] over temperature 0.1
+    l00, l01, l10, l11 = 10.0, 10 * s, 0.0, 10 * s
+    a_to_b = (
+        (-l00 + math.log(math.exp(l00) + math.exp(l01)))
+        + (-l11 + math.log(math.exp(l10) + math.exp(l11)))
+    ) / 2
+    b_to_a = (
+        (-l00 + math.log(math.exp(l00) + math.exp(l10)))
+        + (-l11 + math.log(math.exp(l01) + math.exp(l11)))
+    ) / 2
+    want = (a_to_b + b_to_a) / 2
+    assert float(info_nce(a, b, temperature=0.1)) == pytest.approx(want, rel=1e-6)
+    # swapping the pairing makes it worse; it is symmetric in its arguments
+    assert float(info_nce(a, b.flip(0))) > want
+    assert float(info_nce(b, a)) == pytest.approx(want, rel=1e-6)
+    with pytest.raises(InputError, match="same shape"):
+        info_nce(a, b[:1])
+
+
+def test_supervised_loss_uses_labelled_points_only():
+    logits = torch.tensor([[[2.0], [-1.0], [5.0]]])
+    labels = torch.tensor([[1, 0, -1]])
+    want = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-1.0))) / 2
+    assert float(supervised_loss(logits, labels, binary=True)) == pytest.approx(want, rel=1e-6)
+    k3 = torch.tensor([[[1.0, 2.0, 3.0], [0.0, 0.0, 9.0]]])
+    want3 = -math.log(math.exp(1.0) / (math.exp(1) + math.exp(2) + math.exp(3)))
+    assert float(supervised_loss(k3, torch.tensor([[0, -1]]), binary=False)) == pytest.approx(
+        want3, rel=1e-6
+    )
+    none = supervised_loss(logits.requires_grad_(), torch.full((1, 3), -1), binary=True)
+    assert float(none.detach()) == 0.0 and none.requires_grad
+    with pytest.raises(InputError, match="class indices 0..1"):
+        supervised_loss(logits, torch.tensor([[2, 0, -1]]), binary=True)
+    with pytest.raises(InputError, match="leading shape"):
+        supervised_loss(logits, torch.tensor([[1, 0]]), binary=True)
+
+
+def test_miso_loss_parts_follow_the_branches_present():
+    g = torch.Generator().manual_seed(0)
+    emb = {k: torch.randn(2, 3, 8, generator=g) for k in ("optical", "covariates", "location")}
+    logits = torch.randn(2, 3, 1, generator=g)
+    labels = torch.tensor([[1, -1, -1], [0, -1, -1]])
+    total, parts = miso_loss(MisoOutput(logits, emb), labels, binary=True, contrastive_weight=2.0)
+    flat = {k: v.reshape(6, 8) for k, v in emb.items()}
+    assert float(parts["satellite_covariate"]) == pytest.approx(
+        float(info_nce(flat["optical"], flat["covariates"])), rel=1e-6
+    )
+    assert float(parts["visual_location"]) == pytest.approx(
+        float(info_nce(flat["optical"], flat["location"])), rel=1e-6
+    )
+    assert float(total) == pytest.approx(
+        float(parts["supervised"] + 2 * (parts["satellite_covariate"] + parts["visual_location"])),
+        rel=1e-6,
+    )
+    _, only = miso_loss(MisoOutput(logits, {"covariates": emb["covariates"]}), labels, binary=True)
+    assert set(only) == {"supervised"}
+    _, sar = miso_loss(
+        MisoOutput(logits, {"sar": emb["optical"], "covariates": emb["covariates"]}),
+        labels,
+        binary=True,
+    )
+    assert set(sar) == {"supervised", "satellite_covariate"}
