@@ -1,0 +1,206 @@
+"""Windows on a global lattice, the halo they need, and Gaussian blending (pure numpy).
+
+The lattice
+-----------
+Along each axis, window ``k`` covers the grid pixels ``[k * stride, k * stride + window)``, counted
+from the grid's first row/column (the grid origin), for every integer ``k`` whose window touches the
+grid, negative ``k`` included. The lattice therefore never depends on how the cube is chunked: a
+chunk evaluates exactly the windows of the global lattice that touch it, so every pixel is predicted
+from the same windows whatever the chunking, and maps are identical across chunkings.
+
+The edges
+---------
+The lattice runs past the grid's outer edges; the part of a window outside the grid reads NaN
+(nodata) padding, which the model fills like any other nodata. So an edge pixel is covered by as many
+windows as an interior pixel (``ceil(window / stride)`` or ``floor`` of it), with the same blending
+weights, and nothing special happens at the border.
+
+Blending
+--------
+Overlapping window predictions are averaged with a separable Gaussian weight centred on the window,
+``w(i) = exp(-(i - (W - 1) / 2)**2 / (2 sigma**2))`` with ``sigma = W / 8`` by default (the choice of
+nnU-Net and MONAI's sliding-window inference: the window's centre dominates, its edges, where the
+model sees least context, count little), and the weighted sum is divided by the sum of the weights
+at each pixel, so a constant prediction blends to the same constant.
+
+>>> plan = WindowPlan(window=8, stride=4)
+>>> plan.starts(0, 10).tolist()          # windows touching pixels 0..9
+[-4, 0, 4, 8]
+>>> plan.halo_for((10, 10))              # pixels of context each chunk needs on each side
+6
+>>> plan.halo_for((8, 8, 8))             # chunks on multiples of the stride need less
+4
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import InputError
+
+__all__ = ["WindowPlan", "blend_windows", "window_weights"]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Window side, lattice step and blending width, in pixels.
+
+    Parameters
+    ----------
+    window
+        Side of the square windows the model sees (pixels).
+    stride
+        Lattice step (pixels), ``1 <= stride <= window``. ``window / stride`` windows cover each
+        pixel along an axis when ``stride`` divides ``window`` (e.g. ``stride = window // 2``: 4
+        windows per pixel in 2-D).
+    sigma
+        Standard deviation of the Gaussian blending weight (pixels); ``None`` means ``window / 8``.
+
+    Examples
+    --------
+    >>> WindowPlan(window=64, stride=32).coverage()
+    4
+    """
+
+    window: int
+    stride: int
+    sigma: float | None = None
+
+    def __post_init__(self) -> None:
+        w, s = self.window, self.stride
+        if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1:
+            raise InputError(f"window={w!r}: must be a positive whole number of pixels")
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or not 1 <= s <= w:
+            raise InputError(
+                f"stride={s!r}: must be a whole number of pixels between 1 and window={w} "
+                "(a larger stride would leave pixels between windows unpredicted)"
+            )
+        if self.sigma is not None and not (float(self.sigma) > 0 and np.isfinite(self.sigma)):
+            raise InputError(f"sigma={self.sigma!r}: must be a positive number of pixels or None")
+        object.__setattr__(self, "window", int(w))
+        object.__setattr__(self, "stride", int(s))
+
+    @property
+    def blend_sigma(self) -> float:
+        """The Gaussian's standard deviation actually used (pixels)."""
+        return float(self.sigma) if self.sigma is not None else self.window / 8.0
+
+    def coverage(self) -> int:
+        """Windows covering a pixel in 2-D when ``stride`` divides ``window`` (at least otherwise)."""
+        return (self.window // self.stride) ** 2
+
+    def k_range(self, start: int, stop: int) -> tuple[int, int]:
+        """Lattice indices ``k0 <= k < k1`` of the windows touching pixels ``[start, stop)``."""
+        if stop <= start:
+            return (0, 0)
+        k0 = _ceil_div(start - self.window + 1, self.stride)
+        k1 = (stop - 1) // self.stride + 1
+        return (k0, k1)
+
+    def starts(self, start: int, stop: int) -> np.ndarray:
+        """First pixel (global index) of each window touching pixels ``[start, stop)``."""
+        k0, k1 = self.k_range(start, stop)
+        return np.arange(k0, k1, dtype=np.int64) * self.stride
+
+    def reach(self, start: int, stop: int) -> tuple[int, int]:
+        """Pixels of context the windows touching ``[start, stop)`` read before and after it."""
+        s = self.starts(start, stop)
+        if s.size == 0:
+            return (0, 0)
+        return (max(0, start - int(s[0])), max(0, int(s[-1]) + self.window - stop))
+
+    def halo_for(self, chunks: Sequence[int]) -> int:
+        """The smallest halo (overlap depth) that gives every chunk all its windows.
+
+        At most ``window - 1``; ``stride * floor((window - 1) / stride)`` (``window - stride`` when
+        the stride divides the window) when every chunk boundary is a multiple of the stride, so
+        chunks that are multiples of ``stride`` save reading and compute.
+        """
+        halo, start = 0, 0
+        for size in chunks:
+            before, after = self.reach(start, start + int(size))
+            halo = max(halo, before, after)
+            start += int(size)
+        return halo
+
+    def weights(self) -> np.ndarray:
+        """The ``(window, window)`` float64 Gaussian blending weight (peak 1)."""
+        return window_weights(self.window, self.blend_sigma)
+
+
+def window_weights(window: int, sigma: float) -> np.ndarray:
+    """Separable Gaussian weight of a ``window`` x ``window`` window, peak 1, never below 1e-6.
+
+    The floor keeps the normalising sum away from zero for very narrow ``sigma``.
+
+    >>> w = window_weights(4, 1.0)
+    >>> w.shape, bool(w[1, 1] == w.max())
+    ((4, 4), True)
+    """
+    i = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
+    g = np.exp(-(i**2) / (2.0 * float(sigma) ** 2))
+    return np.maximum(np.outer(g, g), 1e-6)
+
+
+def blend_windows(
+    probs: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    origin: tuple[int, int],
+    shape: tuple[int, int],
+    weights: np.ndarray,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add weighted window predictions into a region; return ``(weighted_sum, weight_sum)``.
+
+    Parameters
+    ----------
+    probs
+        ``(N, K, W, W)`` predictions of ``N`` windows.
+    rows, cols
+        ``(N,)`` global first row / column of each window.
+    origin, shape
+        Global ``(row, col)`` of the region's first pixel, and its ``(height, width)``; window
+        parts outside the region are dropped.
+    weights
+        ``(W, W)`` blending weight (:meth:`WindowPlan.weights`).
+    out
+        Accumulators from a previous call to add into (float64 ``(K, h, w)`` and ``(h, w)``).
+
+    Divide ``weighted_sum / weight_sum`` once every window is in.
+
+    >>> import numpy as np
+    >>> p = np.ones((2, 1, 4, 4), dtype="float32")
+    >>> s, w = blend_windows(p, np.array([0, 2]), np.array([0, 0]), origin=(0, 0), shape=(6, 4),
+    ...                      weights=window_weights(4, 1.0))
+    >>> bool(np.allclose(s / w, 1.0))
+    True
+    """
+    n, k, win, _ = probs.shape
+    h, w = shape
+    if out is None:
+        acc = np.zeros((k, h, w), dtype=np.float64)
+        wsum = np.zeros((h, w), dtype=np.float64)
+    else:
+        acc, wsum = out
+    r0, c0 = origin
+    for i in range(n):
+        # the window's rows [a, a + win) cut to the region's rows [r0, r0 + h)
+        a, b = int(rows[i]) - r0, int(cols[i]) - c0
+        ya0, ya1 = max(a, 0), min(a + win, h)
+        xb0, xb1 = max(b, 0), min(b + win, w)
+        if ya0 >= ya1 or xb0 >= xb1:
+            continue
+        wy, wx = slice(ya0 - a, ya1 - a), slice(xb0 - b, xb1 - b)
+        wt = weights[wy, wx]
+        acc[:, ya0:ya1, xb0:xb1] += probs[i][:, wy, wx] * wt
+        wsum[ya0:ya1, xb0:xb1] += wt
+    return acc, wsum

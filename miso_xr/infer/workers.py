@@ -1,0 +1,290 @@
+"""One model per worker process: a small reference travels in the graph, the weights never do.
+
+A Dask task that predicts carries a :class:`ModelRef` (where the checkpoint is, its sha256, the
+device wanted): a few hundred bytes whatever the model's size. The first task on a process loads the
+checkpoint (through :func:`miso_xr.hub.load` when the hub is installed, else
+:func:`miso_xr.loaders.load_checkpoint`) and keeps it in a per-process cache keyed by
+``(sha256, device)``; every later task on that process reuses it. A lock makes threads of one worker
+wait for a single load instead of loading the model once each (the pattern of stackstac's readers).
+
+A model that was never saved (``model.sha256`` is ``None``) is first saved into a cache directory
+(``cache_dir=``, else ``$MISO_XR_CACHE``, else ``$XDG_CACHE_HOME/miso_xr``, else ``~/.cache/miso_xr``)
+under its sha256, so workers can load it by path. On a cluster of several machines that directory
+must be shared (or save the model to a URL the workers can read and load it from there).
+
+>>> ref = ModelRef(source="perm.safetensors", sha256="ab" * 32, kind="miso")   # doctest: +SKIP
+>>> model = get_model(ref)        # loads once per process; later calls return the same object
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CheckpointError, InputError, IntegrityError
+
+__all__ = [
+    "ModelRef",
+    "PrewarmModel",
+    "clear_cache",
+    "default_cache_dir",
+    "device_lock",
+    "get_model",
+    "load_counts",
+    "model_ref",
+    "resolve_device",
+]
+
+# (sha256, resolved device) -> the model loaded in this process
+_CACHE: dict[tuple[str, str], Any] = {}
+# (sha256, resolved device) -> how many times this process loaded it (tests read it via client.run)
+LOADS: Counter[tuple[str, str]] = Counter()
+# one lock per process: two threads asking for the same model load it once
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a task needs to find its model: small, hashable, tokenizes deterministically.
+
+    Parameters
+    ----------
+    source
+        A checkpoint path, URL or hub name that workers can resolve.
+    sha256
+        The checkpoint's sha256: the cache key, and checked against what was loaded.
+    kind
+        The spec's ``kind`` (``"miso"``, ``"random_forest"``, ...).
+    loader
+        ``"module:Class"`` whose ``from_checkpoint`` rebuilds a model of a kind
+        :mod:`miso_xr.loaders` does not know (a user's own model following the predictor protocol).
+    device
+        ``"auto"`` (CUDA when the worker has it, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    """
+
+    source: str
+    sha256: str
+    kind: str
+    loader: str | None = None
+    device: str = "auto"
+
+
+def default_cache_dir() -> Path:
+    """Where unsaved models are saved for workers: ``$MISO_XR_CACHE`` or the XDG cache."""
+    env = os.environ.get("MISO_XR_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "miso_xr"
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; others are checked and kept.
+
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    dev = str(device)
+    if dev == "auto":
+        if importlib.util.find_spec("torch") is None:
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        return dev
+    raise InputError(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _check_device_available(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"device={device!r} but torch sees no CUDA device here; use device='auto' or 'cpu'"
+            )
+
+
+def model_ref(model: Any, *, device: str = "auto", cache_dir: str | os.PathLike[str] | None = None):
+    """A :class:`ModelRef` for ``model``, saving it into the cache first if it has no checkpoint.
+
+    Parameters
+    ----------
+    model
+        A model following the predictor protocol (``spec``, ``sha256``, ``source``, ``save``).
+    device
+        Device the workers should use (resolved on each worker, so ``"auto"`` picks the worker's GPU).
+    cache_dir
+        Where an unsaved model is saved (default :func:`default_cache_dir`).
+
+    Examples
+    --------
+    >>> ref = model_ref(model)          # doctest: +SKIP
+    >>> ref.sha256 == model.sha256      # doctest: +SKIP
+    True
+    """
+    from ..loaders import KINDS
+
+    if device != "auto":
+        resolve_device(device)  # reject misspelt devices on the client, before any task runs
+    spec = getattr(model, "spec", None)
+    if spec is None or not hasattr(model, "predict_windows"):
+        raise InputError(
+            f"model of type {type(model).__name__} does not follow the predictor protocol: it needs "
+            "a .spec (ModelSpec) and .predict_windows(inputs, x, y, device=...); pass a MisoModel, "
+            "a RandomForestBaseline or miso_xr.load('file.safetensors')"
+        )
+    sha = getattr(model, "sha256", None)
+    source = getattr(model, "source", None)
+    if not sha or not source:
+        sha, source = _save_to_cache(model, cache_dir)
+    loader = None
+    if spec.kind not in KINDS:
+        cls = type(model)
+        loader = f"{cls.__module__}:{cls.__qualname__}"
+    return ModelRef(
+        source=str(source), sha256=str(sha), kind=spec.kind, loader=loader, device=device
+    )
+
+
+def _save_to_cache(model: Any, cache_dir: str | os.PathLike[str] | None) -> tuple[str, str]:
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    models = root / "unsaved"
+    models.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".safetensors", dir=models)
+    os.close(fd)
+    # save() records sha256/source on the model; put back what the user had (None): the model may
+    # still change in memory, and a later predict() must then save it again, not reuse this file
+    before = (getattr(model, "sha256", None), getattr(model, "source", None))
+    try:
+        sha = model.save(tmp)
+        model.sha256, model.source = before
+        final = models / f"{sha}.safetensors"
+        # same bytes under the same name: replacing an earlier save of the same model is harmless
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        model.sha256, model.source = before
+        raise
+    return str(sha), str(final)
+
+
+def _load(ref: ModelRef, device: str) -> Any:
+    if ref.loader is None:
+        if importlib.util.find_spec("miso_xr.hub") is not None:
+            from .. import hub
+
+            # the hub verifies the file against the sha256 the prediction was planned with
+            model = hub.load(ref.source, sha256=ref.sha256)
+        else:
+            from ..loaders import load_checkpoint
+
+            model = load_checkpoint(ref.source)
+    else:
+        from ..checkpoint import read_checkpoint, sha256_file
+
+        module, _, name = ref.loader.partition(":")
+        try:
+            cls: Any = importlib.import_module(module)
+            for part in name.split("."):
+                cls = getattr(cls, part)
+        except (ImportError, AttributeError) as err:
+            raise CheckpointError(
+                f"model class {ref.loader!r} (kind {ref.kind!r}) cannot be imported on this worker "
+                f"({err}); install the package that defines it on every worker"
+            ) from err
+        tensors, info = read_checkpoint(ref.source)
+        model = cls.from_checkpoint(tensors, info)
+        model.sha256 = sha256_file(ref.source)
+        model.source = ref.source
+    got = getattr(model, "sha256", None)
+    if got and got != ref.sha256:
+        raise IntegrityError(
+            f"checkpoint {ref.source!r} has sha256 {got[:12]}..., but the prediction was planned "
+            f"with {ref.sha256[:12]}...; the file changed after predict() was called"
+        )
+    _check_device_available(device)
+    moved = model.to(device) if hasattr(model, "to") else None
+    return model if moved is None else moved
+
+
+def get_model(ref: ModelRef) -> Any:
+    """The model ``ref`` points to, loaded at most once per process and device."""
+    device = resolve_device(ref.device)
+    key = (ref.sha256, device)
+    model = _CACHE.get(key)
+    if model is not None:
+        return model
+    with _LOCK:
+        model = _CACHE.get(key)  # another thread may have loaded it while we waited
+        if model is None:
+            model = _load(ref, device)
+            _CACHE[key] = model
+            LOADS[key] += 1
+    return model
+
+
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def device_lock(device: str) -> Any:
+    """A lock per CUDA device of this process (a no-op context on CPU).
+
+    Several threads of one worker then take turns on its GPU instead of running out of its memory
+    together; CPU threads run side by side (torch releases the GIL).
+    """
+    import contextlib
+
+    if not device.startswith("cuda"):
+        return contextlib.nullcontext()
+    with _LOCK:
+        return _DEVICE_LOCKS.setdefault(device, threading.Lock())
+
+
+def load_counts() -> dict[str, int]:
+    """``{"<sha256>@<device>": loads}`` in this process (``client.run(load_counts)`` on workers)."""
+    return {f"{sha}@{dev}": n for (sha, dev), n in LOADS.items()}
+
+
+def clear_cache() -> None:
+    """Forget every model loaded in this process (and the load counts)."""
+    with _LOCK:
+        _CACHE.clear()
+        LOADS.clear()
+
+
+def _worker_plugin_base() -> type:
+    try:
+        from distributed.diagnostics.plugin import WorkerPlugin
+    except ImportError:  # distributed is a dependency; keep importing this module cheap without it
+        return object
+    return WorkerPlugin
+
+
+class PrewarmModel(_worker_plugin_base()):  # type: ignore[misc]
+    """A ``distributed`` worker plugin that loads the model on every worker as it starts.
+
+    Parameters
+    ----------
+    ref
+        The model to load (:func:`model_ref`).
+
+    Examples
+    --------
+    >>> client.register_plugin(PrewarmModel(model_ref(model)))   # doctest: +SKIP
+    """
+
+    def __init__(self, ref: ModelRef) -> None:
+        self.ref = ref
+        self.name = f"miso-prewarm-{ref.sha256[:16]}-{ref.device}"
+
+    def setup(self, worker: Any) -> None:
+        get_model(self.ref)

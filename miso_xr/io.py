@@ -1,0 +1,482 @@
+"""Write maps: Zarr chunk by chunk (resumable), and Cloud-Optimised GeoTIFFs.
+
+Resumable Zarr
+--------------
+:func:`to_zarr` first writes the store's metadata (the *template*: variables, shapes, chunks,
+coordinates, attributes), then one task per ``(y, x)`` chunk computes that chunk of every variable,
+writes it into the store, and only then records the chunk as finished: a small marker file
+``.miso_progress/chunks/<row>.<col>`` written atomically (temporary name, then rename) after the
+chunk's data. A write that is killed (SIGKILL, a lost node, a closed laptop) and started again with
+the same maps skips every chunk whose marker exists, so finished chunks are never recomputed, and ends
+identical to a write that was never interrupted. The template's fingerprint (a sha256 of dims,
+shapes, chunks, dtypes, attributes and coordinate values) is stored with the metadata
+(``miso_xr_template`` attribute) and in ``.miso_progress/template.json``; resuming into a store made
+from other maps is refused. Zarr readers ignore the ``.miso_progress`` folder.
+
+>>> maps.miso.to_zarr("alaska.zarr")          # doctest: +SKIP
+'alaska.zarr'
+>>> # killed halfway? run the same line again: it continues where it stopped
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .exceptions import InputError
+
+__all__ = ["to_cog", "to_zarr"]
+
+PROGRESS = ".miso_progress"
+TEMPLATE_ATTR = "miso_xr_template"
+
+
+# ---- Zarr -----------------------------------------------------------------------------------------
+
+
+def to_zarr(
+    maps: xr.Dataset | xr.DataArray,
+    store: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> str:
+    """Write ``maps`` to a Zarr store chunk by chunk, resuming an interrupted write.
+
+    Parameters
+    ----------
+    maps
+        A Dataset (or DataArray) whose variables end in ``(y, x)``, typically
+        ``cube.miso.predict(model)``. Chunks along ``y``/``x`` become the Zarr chunks (made uniform
+        first when they are not).
+    store
+        A local path or an fsspec URL (``s3://bucket/map.zarr``). A local parent folder must exist.
+    progress
+        Show a progress bar (dask's ``ProgressBar`` locally, tqdm on a distributed cluster).
+    overwrite
+        Replace whatever is at ``store``. Without it, an existing store is resumed when it was
+        started from the same maps, and refused otherwise.
+
+    Returns
+    -------
+    str
+        ``store``, for ``xr.open_zarr``.
+
+    Raises
+    ------
+    InputError
+        The parent folder does not exist; ``store`` holds something else (not a miso_xr write, or
+        one from different maps) and ``overwrite`` is False; ``maps`` has no ``y``/``x`` variables.
+
+    Examples
+    --------
+    >>> path = to_zarr(maps, "map.zarr", progress=False)     # doctest: +SKIP
+    >>> xr.open_zarr(path).label                             # doctest: +SKIP
+    """
+    import fsspec
+
+    ds = _prepare(maps)
+    fp = _fingerprint(ds)
+    target = os.fspath(store)
+    fs, root = fsspec.core.url_to_fs(target)
+    local = _is_local(fs)
+    if local:
+        root = os.path.abspath(root)
+        parent = os.path.dirname(root.rstrip(os.sep)) or os.sep
+        if not os.path.isdir(parent):
+            raise InputError(
+                f"cannot write {target!r}: its folder {parent!r} does not exist; create it first"
+            )
+    ychunks, xchunks = ds.chunks["y"], ds.chunks["x"]
+    regions = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
+
+    state = _state(fs, root, fp)
+    if state != "absent" and overwrite:
+        fs.rm(root, recursive=True)
+        state = "absent"
+    if state == "foreign":
+        raise InputError(
+            f"{target!r} already exists and is not a resumable miso_xr write; pass overwrite=True "
+            "to replace it, or choose another path"
+        )
+    if state == "different":
+        raise InputError(
+            f"{target!r} holds an unfinished or finished miso_xr write of different maps (other "
+            "variables, shape, chunks, model or attributes); resuming would mix two maps. Pass "
+            "overwrite=True to start again, or write to another path"
+        )
+    if state in ("absent", "template"):
+        _write_template(ds, target, fp)
+        _put(fs, root, f"{PROGRESS}/template.json", json.dumps({"fingerprint": fp}).encode(), local)
+
+    done = _finished(fs, root)
+    todo = [r for r in regions if f"{r[0]}.{r[1]}" not in done]
+    if todo:
+        _compute(_region_tasks(ds, target, root, local, todo), progress)
+    _put(fs, root, f"{PROGRESS}/complete", b"", local)
+    return target
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _prepare(maps: xr.Dataset | xr.DataArray) -> xr.Dataset:
+    """Uniform y/x chunks, (…, y, x) order, single chunks elsewhere, strings as objects."""
+    if isinstance(maps, xr.DataArray):
+        maps = maps.to_dataset(name=str(maps.name) if maps.name is not None else "map")
+    if not isinstance(maps, xr.Dataset):
+        raise InputError(
+            f"maps is a {type(maps).__name__}; to_zarr writes an xr.Dataset or DataArray"
+        )
+    spatial = [v for v in maps.data_vars if {"y", "x"} <= set(maps[v].dims)]
+    if not spatial:
+        raise InputError(
+            f"maps has no variable with y and x dimensions (variables: {list(maps.data_vars)}); "
+            "to_zarr writes maps on a grid"
+        )
+    other = [v for v in maps.data_vars if v not in spatial]
+    ds = maps.drop_vars(other)
+    for v in spatial:
+        dims = [d for d in ds[v].dims if d not in ("y", "x")] + ["y", "x"]
+        ds[v] = ds[v].transpose(*dims)
+    ds = ds.unify_chunks() if any(ds[v].chunks for v in spatial) else ds
+    chunks = ds.chunks if ds.chunks else {}
+    cy = chunks.get("y", (min(ds.sizes["y"], 1024),))[0]
+    cx = chunks.get("x", (min(ds.sizes["x"], 1024),))[0]
+    spec = {d: -1 for v in spatial for d in ds[v].dims if d not in ("y", "x")}
+    spec.update(y=cy, x=cx)
+    # Zarr chunks are uniform (the last may be short); dask chunks must match them exactly
+    ds = ds.chunk(spec)
+    for name, coord in ds.coords.items():
+        if coord.dtype.kind == "U":  # fixed-width unicode has no Zarr v3 spec; variable-length does
+            ds = ds.assign_coords({name: coord.astype(object)})
+    for v in ds.variables.values():
+        v.encoding = {}
+    return ds
+
+
+def _fingerprint(ds: xr.Dataset) -> str:
+    """sha256 of what makes two maps the same template (not their values)."""
+
+    def clean(attrs: dict) -> dict:
+        return {k: v for k, v in attrs.items() if k != TEMPLATE_ATTR}
+
+    desc: dict[str, Any] = {"attrs": clean(ds.attrs), "vars": {}, "coords": {}}
+    for name, var in ds.data_vars.items():
+        desc["vars"][str(name)] = {
+            "dims": list(var.dims),
+            "shape": list(var.shape),
+            "dtype": str(var.dtype),
+            "chunks": [list(c) for c in var.chunks] if var.chunks else None,
+            "attrs": clean(var.attrs),
+        }
+    for name, coord in ds.coords.items():
+        values = np.asarray(coord.values)
+        digest = hashlib.sha256(
+            values.astype(str).tobytes() if values.dtype.kind in "OUS" else values.tobytes()
+        ).hexdigest()
+        desc["coords"][str(name)] = {
+            "dims": list(coord.dims),
+            "values": digest,
+            "attrs": coord.attrs,
+        }
+    text = json.dumps(desc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _state(fs: Any, root: str, fp: str) -> str:
+    """absent | template (ours, template unfinished) | resume | different | foreign."""
+    if not fs.exists(root):
+        return "absent"
+    record = f"{root}/{PROGRESS}/template.json"
+    if fs.exists(record):
+        try:
+            got = json.loads(fs.cat_file(record))["fingerprint"]
+        except (ValueError, KeyError):
+            return "foreign"
+        return "resume" if got == fp else "different"
+    try:
+        import zarr
+
+        attrs = dict(zarr.open_group(fs.unstrip_protocol(root), mode="r").attrs)
+    except Exception:  # noqa: BLE001 - anything unreadable as a Zarr group is not ours
+        return "foreign"
+    if TEMPLATE_ATTR in attrs:
+        # killed while writing the template: nothing was computed yet, it can be written again
+        return "template" if attrs[TEMPLATE_ATTR] == fp else "different"
+    return "foreign"
+
+
+def _write_template(ds: xr.Dataset, target: str, fp: str) -> None:
+    template = ds.copy()
+    template.attrs[TEMPLATE_ATTR] = fp
+    with warnings.catch_warnings():
+        # zarr-python 3 warns that consolidated metadata is not yet in the Zarr v3 spec; xarray
+        # and zarr-python read it, and readers would otherwise warn that it is missing
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        # compute=False: metadata and the (numpy) coordinates now, no dask variable computed
+        template.to_zarr(target, mode="w", compute=False, consolidated=True, zarr_format=3)
+
+
+def _put(fs: Any, root: str, key: str, data: bytes, local: bool) -> None:
+    """Write a small file atomically: temporary name then rename locally, one PUT elsewhere."""
+    path = f"{root}/{key}"
+    if not local:
+        fs.pipe_file(path, data)
+        return
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".part.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finished(fs: Any, root: str) -> set[str]:
+    folder = f"{root}/{PROGRESS}/chunks"
+    if not fs.exists(folder):
+        return set()
+    return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)}
+
+
+def _region_tasks(ds: xr.Dataset, target: str, root: str, local: bool, todo: list) -> list:
+    import dask
+
+    names = list(ds.data_vars)
+    # optimize_graph=False keeps the keys variables share (e.g. label and uncertainty both come
+    # from probability): the model then runs once per chunk, not once per variable
+    blocks = {v: ds[v].data.to_delayed(optimize_graph=False) for v in names}
+    ystarts = np.concatenate([[0], np.cumsum(ds.chunks["y"])]).tolist()
+    xstarts = np.concatenate([[0], np.cumsum(ds.chunks["x"])]).tolist()
+    write = dask.delayed(_write_region, pure=True)
+    tasks = []
+    for i, j in todo:
+        parts = [blocks[v][(0,) * (ds[v].ndim - 2) + (i, j)] for v in names]
+        ys = (ystarts[i], ystarts[i + 1])
+        xs = (xstarts[j], xstarts[j + 1])
+        tasks.append(
+            write(
+                target,
+                root,
+                local,
+                names,
+                ys,
+                xs,
+                f"{i}.{j}",
+                *parts,
+                dask_key_name=(f"miso-write-{dask.base.tokenize(target, names, ys, xs)}"),
+            )
+        )
+    return tasks
+
+
+def _write_region(
+    target: str,
+    root: str,
+    local: bool,
+    names: list[str],
+    ys: tuple[int, int],
+    xs: tuple[int, int],
+    marker: str,
+    *parts: np.ndarray,
+) -> str:
+    """Write one chunk of every variable, then its marker (runs on a worker)."""
+    import fsspec
+    import zarr
+
+    group = zarr.open_group(target, mode="r+")
+    for name, data in zip(names, parts):
+        arr = group[name]
+        arr[(Ellipsis, slice(*ys), slice(*xs))] = np.asarray(data, dtype=arr.dtype)
+    fs, _ = fsspec.core.url_to_fs(target)
+    # the marker comes after the data: a marked chunk is always a finished chunk
+    _put(fs, root, f"{PROGRESS}/chunks/{marker}", b"", local)
+    return marker
+
+
+def _compute(tasks: list, progress: bool) -> None:
+    import dask
+
+    from .infer.predict import _cluster_has_gpu_resource
+
+    # dask's graph optimisation drops the predict tasks' GPU resource annotations (dask#7036):
+    # keep the graph as built when the cluster has GPUs to schedule
+    optimize = not _cluster_has_gpu_resource()
+    client = None
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
+        from distributed import as_completed
+
+        futures = client.compute(tasks, optimize_graph=optimize)
+        if progress:
+            from tqdm.auto import tqdm
+
+            for fut in tqdm(
+                as_completed(futures), total=len(futures), desc="to_zarr", unit="chunk"
+            ):
+                fut.result()
+        else:
+            client.gather(futures)
+        return
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            dask.compute(*tasks, optimize_graph=optimize)
+    else:
+        dask.compute(*tasks, optimize_graph=optimize)
+
+
+# ---- COG ------------------------------------------------------------------------------------------
+
+
+def to_cog(
+    obj: xr.Dataset | xr.DataArray,
+    path: str | os.PathLike[str],
+    *,
+    variable: str | None = None,
+    overwrite: bool = False,
+    compress: str = "DEFLATE",
+    blocksize: int = 512,
+    overview_resampling: str | None = None,
+) -> str:
+    """Write one map to a Cloud-Optimised GeoTIFF through rioxarray (GDAL's COG driver).
+
+    Parameters
+    ----------
+    obj
+        Maps (``cube.miso.predict(model)``) or one DataArray with dims ``(y, x)`` or
+        ``(band, y, x)`` on a grid with a CRS.
+    path
+        The ``.tif`` to write; its folder must exist. The file is written under a temporary name
+        and renamed when complete, so a failed write leaves nothing behind.
+    variable
+        Which variable of a Dataset: default ``"label"`` when present, else the only one.
+        ``probability`` becomes one band per class, the band descriptions naming the classes.
+    overwrite
+        Replace an existing file.
+    compress, blocksize
+        COG compression and internal tile size.
+    overview_resampling
+        Resampling of the overviews; default ``"mode"`` for integer maps (labels), ``"average"``
+        otherwise.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Examples
+    --------
+    >>> maps.miso.to_cog("permafrost.tif")                           # doctest: +SKIP
+    'permafrost.tif'
+    >>> maps.miso.to_cog("probability.tif", variable="probability")  # doctest: +SKIP
+    'probability.tif'
+    """
+    import rioxarray  # noqa: F401 - registers .rio
+
+    da = _pick(obj, variable)
+    out = Path(os.fspath(path))
+    if not out.parent.is_dir():
+        raise InputError(
+            f"cannot write {str(out)!r}: its folder {str(out.parent)!r} does not exist"
+        )
+    if out.exists() and not overwrite:
+        raise InputError(f"{str(out)!r} already exists; pass overwrite=True to replace it")
+    extra = [d for d in da.dims if d not in ("y", "x")]
+    if len(extra) > 1 or not {"y", "x"} <= set(da.dims):
+        raise InputError(
+            f"to_cog writes (y, x) or (band, y, x) maps; {da.name!r} has dims {da.dims}"
+        )
+    da = da.transpose(*extra, "y", "x")
+    if da.rio.crs is None:
+        raise InputError(
+            f"{da.name!r} records no CRS; maps from predict keep the cube's CRS, or use "
+            "obj.rio.write_crs(...)"
+        )
+    integer = np.issubdtype(da.dtype, np.integer)
+    nodata = _nodata(da)
+    da = da.copy()
+    da.attrs = {k: v for k, v in da.attrs.items() if k not in ("_FillValue", "nodata")}
+    da.encoding = {}
+    if extra:
+        da.attrs["long_name"] = tuple(str(v) for v in da[extra[0]].values)
+    da = da.rio.write_nodata(nodata, encoded=False)
+    # the transform from the grid, exactly (pixel-centre coordinates may carry float noise)
+    from .cube.grid import Grid
+
+    da = da.rio.write_transform(Grid.from_dataset(da).transform)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part.tif", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            # rioxarray 0.19 builds transforms with affine's `*`, which affine >= 3.1 marks
+            # PendingDeprecationWarning; harmless, and not ours to fix
+            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+            da.rio.to_raster(
+                tmp,
+                driver="COG",
+                recalc_transform=False,
+                compress=compress,
+                blocksize=blocksize,
+                overview_resampling=overview_resampling or ("mode" if integer else "average"),
+                BIGTIFF="IF_SAFER",
+            )
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(out)
+
+
+def _pick(obj: xr.Dataset | xr.DataArray, variable: str | None) -> xr.DataArray:
+    if isinstance(obj, xr.DataArray):
+        if variable is not None and variable != obj.name:
+            raise InputError(
+                f"variable={variable!r} but a single DataArray ({obj.name!r}) was given"
+            )
+        return obj
+    if not isinstance(obj, xr.Dataset):
+        raise InputError(f"to_cog writes an xr.Dataset or DataArray, not {type(obj).__name__}")
+    names = [str(v) for v in obj.data_vars]
+    if variable is None:
+        if "label" in names:
+            variable = "label"
+        elif len(names) == 1:
+            variable = names[0]
+        else:
+            raise InputError(
+                f"the maps have several variables ({', '.join(names)}); choose one with variable="
+            )
+    if variable not in obj.data_vars:
+        raise InputError(
+            f"variable={variable!r} is not in the maps; they have {', '.join(names) or 'none'}"
+        )
+    return obj[variable]
+
+
+def _nodata(da: xr.DataArray) -> float | int:
+    for key in ("nodata", "_FillValue"):
+        value = da.attrs.get(key, da.encoding.get(key))
+        if value is not None:
+            return value
+    return -1 if np.issubdtype(da.dtype, np.integer) else float("nan")

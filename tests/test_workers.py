@@ -1,0 +1,163 @@
+"""One model load per worker process; a small graph; threads and a real LocalCluster."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from test_predict import ToyModel, toy_cube, toy_spec
+
+from miso_xr.exceptions import CheckpointError, IntegrityError
+from miso_xr.infer import workers
+from miso_xr.infer.predict import predict
+from miso_xr.infer.workers import ModelRef, PrewarmModel, get_model, load_counts, model_ref
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    model = ToyModel(toy_spec(), seed=5)
+    model.save(tmp_path_factory.mktemp("ckpt") / "toy.safetensors")
+    return model
+
+
+def _graph_bytes(maps) -> int:
+    import cloudpickle
+
+    graph = maps.probability.data.__dask_graph__()
+    return len(cloudpickle.dumps(dict(graph), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def test_graph_size_does_not_grow_with_the_model(tmp_path):
+    cube = toy_cube(64, 64, chunks=16)
+    small, big = ToyModel(toy_spec(), hidden=2), ToyModel(toy_spec(), hidden=4096)
+    small.save(tmp_path / "small.safetensors")
+    big.save(tmp_path / "big.safetensors")
+    assert (tmp_path / "big.safetensors").stat().st_size > 500_000
+    n_small = _graph_bytes(predict(cube, small, window=8, stride=4))
+    n_big = _graph_bytes(predict(cube, big, window=8, stride=4))
+    # the graph carries a ModelRef (path + sha256), never the weights
+    assert abs(n_big - n_small) < 200
+    assert n_big < (tmp_path / "big.safetensors").stat().st_size / 4
+
+
+def test_threaded_scheduler_loads_the_model_once(toy):
+    workers.clear_cache()
+    cube = toy_cube(96, 96, chunks=16)  # 36 chunks, 4 threads
+    maps = predict(cube, toy, window=8, stride=4)
+    maps.compute(scheduler="threads", num_workers=4)
+    assert load_counts() == {f"{toy.sha256}@cpu": 1}
+    maps.compute(scheduler="threads", num_workers=4)  # a second compute reuses the cached model
+    assert load_counts() == {f"{toy.sha256}@cpu": 1}
+
+
+def test_a_changed_checkpoint_is_refused(tmp_path):
+    model = ToyModel(toy_spec(), seed=1)
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    ref = model_ref(model)
+    ToyModel(toy_spec(), seed=2).save(path)  # overwritten after predict() planned with it
+    with pytest.raises(IntegrityError, match="changed after predict"):
+        get_model(ref)
+
+
+def test_an_unimportable_model_class_is_named(tmp_path, toy):
+    workers.clear_cache()
+    ref = ModelRef(source=toy.source, sha256=toy.sha256, kind="toy", loader="nowhere_pkg:Model")
+    with pytest.raises(CheckpointError, match="nowhere_pkg:Model"):
+        get_model(ref)
+
+
+def test_no_gpu_annotation_without_a_gpu_cluster(toy):
+    maps = predict(toy_cube(32, 32, chunks=16), toy, window=8, stride=4)
+    layers = maps.probability.data.__dask_graph__().layers
+    assert all(not (layer.annotations or {}).get("resources") for layer in layers.values())
+
+
+# ---- a real cluster: 2 worker processes, 1 thread each ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    # the workers declare a GPU resource the way a GPU cluster would (`--resources GPU=1`), so the
+    # tasks' resource annotations are exercised; they still compute on CPU (device="auto")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            resources={"GPU": 1},
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+def test_cluster_loads_once_per_worker_and_matches_threads(client, toy):
+    import time
+
+    client.run(workers.clear_cache)
+    cube = toy_cube(96, 64, chunks=16)  # 24 chunks over 2 workers
+    maps = predict(cube, toy, window=8, stride=4)
+    t0 = time.perf_counter()
+    got = client.compute(maps).result()
+    print(f"cluster compute {time.perf_counter() - t0:.1f} s")
+    counts = client.run(load_counts)
+    assert len(counts) == 2
+    for per_worker in counts.values():
+        assert per_worker in ({}, {f"{toy.sha256}@cpu": 1})  # at most once per process
+    assert sum(sum(c.values()) for c in counts.values()) >= 1
+    local = maps.compute(scheduler="threads")
+    assert np.nanmax(np.abs(got.probability.values - local.probability.values)) <= 1e-6
+    again = client.compute(maps.label).result()  # later computes reuse the worker caches
+    assert np.array_equal(again.values, local.label.values)
+    assert client.run(load_counts) == counts
+
+
+def test_prewarm_plugin_loads_on_every_worker(client, toy):
+    client.run(workers.clear_cache)
+    client.register_plugin(PrewarmModel(model_ref(toy)))
+    counts = client.run(load_counts)
+    assert list(counts.values()) == [{f"{toy.sha256}@cpu": 1}] * 2
+    client.compute(predict(toy_cube(64, 64, chunks=16), toy, window=8, stride=4)).result()
+    assert client.run(load_counts) == counts  # tasks found the pre-warmed model
+
+
+def test_tasks_ask_for_a_gpu_when_the_cluster_has_them(client, toy):
+    import distributed
+
+    maps = predict(toy_cube(32, 32, chunks=16), toy, window=8, stride=4)
+    layers = maps.probability.data.__dask_graph__().layers
+    annotated = [n for n, layer in layers.items() if (layer.annotations or {}).get("resources")]
+    assert annotated and all(n.startswith("miso-predict-") for n in annotated)
+    assert layers[annotated[0]].annotations["resources"] == {"GPU": 1}
+    # dask's graph optimisation drops annotations (dask/dask#7036, #10325): GPU clusters compute
+    # with optimize_graph=False, as miso_xr.io.to_zarr does
+    persisted = client.persist(maps.probability, optimize_graph=False)
+    distributed.wait(persisted)
+    restrictions = client.run_on_scheduler(
+        lambda dask_scheduler: {
+            str(ts.key): ts.resource_restrictions
+            for ts in dask_scheduler.tasks.values()
+            if "miso-predict" in str(ts.key)
+        }
+    )
+    assert restrictions and all(r == {"GPU": 1} for r in restrictions.values())
+    del persisted
+
+
+def test_to_zarr_on_the_cluster_matches_threads(client, toy, tmp_path):
+    import xarray as xr
+
+    from miso_xr.io import to_zarr
+
+    maps = predict(toy_cube(64, 48, chunks=16), toy, window=8, stride=4)
+    to_zarr(maps, tmp_path / "c.zarr", progress=True)  # workers write chunks and markers
+    back = xr.open_zarr(tmp_path / "c.zarr").load()
+    local = maps.compute(scheduler="threads")
+    assert np.array_equal(back.label.values, local.label.values)
+    assert np.nanmax(np.abs(back.probability.values - local.probability.values)) <= 1e-6
+    assert len(list((tmp_path / "c.zarr" / ".miso_progress" / "chunks").iterdir())) == 12
