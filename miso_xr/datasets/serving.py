@@ -30,6 +30,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _detach_and_die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """In the child before exec: own process group, and SIGTERM when the parent dies (Linux).
+
+    A test run killed by a timeout then leaves no server behind.
+    """
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 class Server:
     """A subprocess serving on ``url``; ``stop()`` (or leaving a ``with``) kills it by PID."""
 
@@ -37,7 +52,10 @@ class Server:
         self.url = url
         self.args = list(args)
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            self.args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_detach_and_die_with_parent,  # noqa: PLW1509 - no threads race this here
         )
         deadline = time.monotonic() + timeout
         while True:  # bounded by the deadline
