@@ -332,7 +332,7 @@ def bench_rf(cube, s: dict) -> dict:
     from miso_xr.cube.grid import Grid
     from miso_xr.infer.predict import predict
     from miso_xr.observations import read_observations
-    from miso_xr.train.baseline import RandomForestBaseline
+    from miso_xr.training.baseline import RandomForestBaseline
 
     g = Grid.from_dataset(cube)
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ __all__ = ["KINDS", "load_checkpoint"]
 # kind -> "module:Class" whose classmethod from_checkpoint(tensors, info) rebuilds the model
 KINDS = {
     "miso": "miso_xr.model.miso:MisoModel",
-    "random_forest": "miso_xr.train.baseline:RandomForestBaseline",
+    "random_forest": "miso_xr.training.baseline:RandomForestBaseline",
 }
 
 

@@ -391,7 +391,7 @@ def _sample_points(
     """Nearest-pixel values of each modality at points: modality -> ``(N, C)``, NaN outside.
 
     One vectorised (point-wise) index per modality and one ``dask.compute`` for all of them, so
-    only the chunks holding a point are read. Public as :func:`miso_xr.train.features.sample_points`;
+    only the chunks holding a point are read. Public as :func:`miso_xr.training.features.sample_points`;
     it lives here because observations (a lower room) checks cube values at the points too.
     """
     import dask

@@ -14,7 +14,7 @@ from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import InputError, MissingBandError, ObservationError
 from miso_xr.loaders import load_checkpoint
 from miso_xr.observations import read_observations
-from miso_xr.train.baseline import RandomForestBaseline
+from miso_xr.training.baseline import RandomForestBaseline
 
 OPTICAL = "B04 B03 B02 B05 B06 B07 B08 B11 B12".split()
 TERRAIN = "elevation slope aspect curvature tpi twi".split()

@@ -12,7 +12,7 @@ import xarray as xr
 
 from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import InputError, MissingBandError
-from miso_xr.train.crops import crop_origins, extract_crops
+from miso_xr.training.crops import crop_origins, extract_crops
 
 RES = 10.0
 MOD = 4096  # values r % MOD * MOD + c % MOD stay exact in float32 (< 2**24)

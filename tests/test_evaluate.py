@@ -18,9 +18,9 @@ from sklearn.metrics import (
 from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import InputError, ObservationError
 from miso_xr.observations import read_observations
-from miso_xr.train.baseline import RandomForestBaseline
-from miso_xr.train.evaluate import Report, evaluate, score
-from miso_xr.train.folds import spatial_folds
+from miso_xr.training.baseline import RandomForestBaseline
+from miso_xr.training.evaluate import Report, evaluate, score
+from miso_xr.training.folds import spatial_folds
 
 TERRAIN = ["elevation", "slope", "aspect"]
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from miso_xr.exceptions import InputError, ObservationError
-from miso_xr.train.folds import cluster_points, spatial_folds
+from miso_xr.training.folds import cluster_points, spatial_folds
 
 
 def _clustered(n_clusters: int = 12, seed: int = 0) -> pd.DataFrame:

@@ -55,7 +55,9 @@ def test_grid_pixel_centres_and_roundtrip():
     assert g.shape == (5, 10)
     np.testing.assert_allclose(g.x[:2], [105.0, 115.0])
     np.testing.assert_allclose(g.y[:2], [45.0, 35.0])
-    cube = make_cube({"covariates": (np.arange(50.0).reshape(1, 5, 10), ["elevation"])}, g, chunks=4)
+    cube = make_cube(
+        {"covariates": (np.arange(50.0).reshape(1, 5, 10), ["elevation"])}, g, chunks=4
+    )
     assert Grid.from_dataset(cube) == g
     assert cube["covariates"].dtype == np.float32 and cube["covariates"].chunks is not None
     row, col = g.index(np.array([105.0, 199.0]), np.array([45.0, 1.0]))

@@ -14,7 +14,7 @@ from miso_xr.observations import (
     ObservationReport,
     read_observations,
 )
-from miso_xr.train.features import points_xy, sample_points
+from miso_xr.training.features import points_xy, sample_points
 
 
 def _dirty_permafrost() -> pd.DataFrame:

@@ -469,11 +469,11 @@ def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes)
 
 
 def test_random_forest_through_predict(tmp_path):
-    pytest.importorskip("miso_xr.train.baseline")
+    pytest.importorskip("miso_xr.training.baseline")
     import pandas as pd
 
     from miso_xr.observations import read_observations
-    from miso_xr.train.baseline import RandomForestBaseline
+    from miso_xr.training.baseline import RandomForestBaseline
 
     cube = toy_cube(60, 50, chunks=-1)
     g = Grid.from_dataset(cube)

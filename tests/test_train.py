@@ -10,8 +10,8 @@ from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import InputError, MissingBandError, ObservationError
 from miso_xr.loaders import load_checkpoint
 from miso_xr.model.config import MisoConfig
-from miso_xr.train.folds import spatial_folds
-from miso_xr.train.loop import train, validation_split
+from miso_xr.training.folds import spatial_folds
+from miso_xr.training.loop import train, validation_split
 
 # a very small MISO (two Swin stages, 16 px crops) so a training run takes a few seconds on CPU;
 # it is the same code path as "tiny" and "base", only narrower and shallower
@@ -140,7 +140,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(scene, trained, tmp_path)
     assert loaded.sha256 == digest and loaded.spec == trained.spec
     assert loaded.training["best_epoch"] == trained.training["best_epoch"]
     # the function form works on any loaded model, not only on those train() returned
-    from miso_xr.train.loop import predict_points
+    from miso_xr.training.loop import predict_points
 
     np.testing.assert_array_equal(
         predict_points(loaded, cube, obs), trained.predict_points(cube, obs)
@@ -237,12 +237,13 @@ def test_public_name_and_lazy_train_package(scene):
     import subprocess
     import sys
 
-    import miso_xr.train.folds  # noqa: F401 - makes the name miso_xr.train the package
+    import miso_xr.training.folds  # noqa: F401 - importing the room must not shadow the function
 
     cube, obs = scene
     model = miso_xr.train(cube, obs, config=MICRO, epochs=1, progress=False, val_fraction=0)
     assert model.training["n_validation"] == 0 and model.training["epochs"] == 1
-    code = "import sys, miso_xr.train; assert 'torch' not in sys.modules, 'torch imported'"
+    assert callable(miso_xr.train) and miso_xr.train.__module__ == "miso_xr.training.loop"
+    code = "import sys, miso_xr.training; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

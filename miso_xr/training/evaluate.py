@@ -7,13 +7,13 @@ folds, and a figure.
 Two kinds of ``models`` are accepted:
 
 - a **fitted model**: anything with ``predict_points(cube, obs) -> (N, K)`` probabilities
-  (:class:`~miso_xr.train.baseline.RandomForestBaseline`, ``MisoModel``), or anything with the
+  (:class:`~miso_xr.training.baseline.RandomForestBaseline`, ``MisoModel``), or anything with the
   predictor protocol (``spec`` and ``predict_windows``), which is then applied to a window centred
   on each point. It is scored as it is on every fold: if it was trained on these observations the
   scores are optimistic.
 - a **factory**: a callable ``(cube, train_obs) -> fitted model``. It is re-fitted once per fold
   on the other folds and scored on the held-out fold: honest spatial cross-validation when the
-  folds come from :func:`~miso_xr.train.folds.spatial_folds`.
+  folds come from :func:`~miso_xr.training.folds.spatial_folds`.
 
 Metrics: ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present),
 ``f1_macro`` and ``f1_weighted``, per class ``precision_<class>``, ``recall_<class>``,
@@ -205,7 +205,7 @@ def _predict_points(
     """``(N, K)`` probabilities of a fitted model at observations.
 
     ``model.predict_points(cube, obs)`` when the model has it; a loaded MISO model (no such
-    method) queries the centre of a crop around each point (:func:`miso_xr.train.crops.predict_points`);
+    method) queries the centre of a crop around each point (:func:`miso_xr.training.crops.predict_points`);
     anything else with the predictor protocol gets a ``spec.window`` crop centred on each point
     through ``predict_windows``, keeping the centre pixel (NaN where the cube has no value).
     """
@@ -325,7 +325,7 @@ def evaluate(
         Observation table from :func:`miso_xr.read_observations`; unlabelled rows are ignored.
     folds
         Fold per observation (a Series aligned with ``obs``, e.g. from
-        :func:`~miso_xr.train.folds.spatial_folds`). Default: one pooled evaluation for fitted
+        :func:`~miso_xr.training.folds.spatial_folds`). Default: one pooled evaluation for fitted
         models; ``spatial_folds(obs)`` (DBSCAN, 1 km, k=5) when a factory is given.
     regions
         Polygons (GeoDataFrame or a vector file path) for a per-region breakdown.
@@ -340,7 +340,7 @@ def evaluate(
 
     Examples
     --------
-    >>> from miso_xr.train.baseline import RandomForestBaseline
+    >>> from miso_xr.training.baseline import RandomForestBaseline
     >>> def rf(cube, train):  # a factory: re-fitted on each fold's training points
     ...     return RandomForestBaseline(n_estimators=50).fit(cube, train)
     >>> report = evaluate([rf], cube, obs, folds=spatial_folds(obs, k=5))  # doctest: +SKIP

@@ -1,7 +1,7 @@
 """Train MISO on sparse field observations.
 
 The training set is a few hundred or thousand labelled points, not dense label maps. Each point
-gives one crop of every modality (read lazily, see :mod:`miso_xr.train.crops`), shifted at random
+gives one crop of every modality (read lazily, see :mod:`miso_xr.training.crops`), shifted at random
 each epoch so the point is not always at the crop centre. Every crop is queried at
 ``1 + n_random + grid**2`` continuous positions (the paper's 51 = 1 + 10 + 6x6):
 
@@ -19,7 +19,7 @@ on the points' coordinates with a distance of one crop), so no validation crop o
 crop; early stopping watches the validation loss and the best weights are restored. Any test set
 must be removed from ``obs`` by the caller before training (see ``miso_xr.spatial_folds``).
 
-torch is imported inside the functions here; ``miso_xr.train`` imports this module lazily.
+torch is imported inside the functions here; ``miso_xr.training`` imports this module lazily.
 """
 
 from __future__ import annotations
