@@ -86,7 +86,7 @@ class ModelSpec:
         # a list of pairs, not a mapping: modality order is the model's input order and must
         # survive JSON writers that sort keys
         d["modalities"] = [[m, list(b)] for m, b in self.modalities]
-        d["normalisation"] = {m: n.to_dict() for m, n in self.normalisation}
+        d["normalisation"] = [[m, n.to_dict()] for m, n in self.normalisation]
         d["extra"] = dict(self.extra)
         return d
 
@@ -109,7 +109,7 @@ class ModelSpec:
                 crs=str(d["crs"]),
                 normalisation=tuple(
                     (str(m), Normalisation.from_dict(n))
-                    for m, n in d.get("normalisation", {}).items()
+                    for m, n in _pairs(d.get("normalisation", []))
                 ),
                 location=bool(d.get("location", False)),
                 extra=tuple(sorted((str(k), str(v)) for k, v in d.get("extra", {}).items())),

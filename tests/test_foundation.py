@@ -27,7 +27,10 @@ def _spec(**kw) -> ModelSpec:
         stride=32,
         resolution=10.0,
         crs="EPSG:3338",
-        normalisation=(("optical", Normalisation((0.1, 0.2), (0.05, 0.06))),),
+        normalisation=(
+            ("optical", Normalisation((0.1, 0.2), (0.05, 0.06))),
+            ("covariates", Normalisation((300.0,), (50.0,))),
+        ),
         location=True,
     )
     base.update(kw)
