@@ -1,0 +1,55 @@
+"""Shared pytest fixtures: the real public data folder and a dask compute counter."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+#: ../shared/data beside the repository (see its README); absent in a user's fresh clone
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the real public data (``../shared/data``); skips the test when it is missing."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(
+            f"real data folder {SHARED_DATA} is missing (a fresh clone has no ../shared/data)"
+        )
+    return SHARED_DATA
+
+
+class CountingScheduler:
+    """A dask scheduler that counts computes and raises past ``max_computes`` (as xarray's tests)."""
+
+    def __init__(self, max_computes: int = 0):
+        self.total_computes = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):
+        import dask
+
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(
+                f"too many dask computations: {self.total_computes} > {self.max_computes}"
+            )
+        return dask.get(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def _raise_if_dask_computes(max_computes: int = 0) -> Iterator[CountingScheduler]:
+    import dask
+
+    scheduler = CountingScheduler(max_computes)
+    with dask.config.set(scheduler=scheduler):
+        yield scheduler
+
+
+@pytest.fixture
+def raise_if_dask_computes() -> Callable[..., contextlib.AbstractContextManager]:
+    """``with raise_if_dask_computes(): ...`` fails the test if anything inside computes."""
+    return _raise_if_dask_computes
