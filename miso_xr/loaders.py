@@ -26,7 +26,7 @@ KINDS = {
 def load_checkpoint(
     path: str | os.PathLike[str], *, sha256: str | None = None, source: str | None = None
 ) -> Any:
-    """Load a checkpoint file into its model; sets ``model.sha256`` and ``model.source``.
+    """Load a checkpoint file into its model; sets ``sha256``, ``source`` and ``checkpoint_path``.
 
     ``sha256``, when given, is the already-verified hash of the file (saves hashing it twice).
     """
@@ -42,4 +42,5 @@ def load_checkpoint(
     model = cls.from_checkpoint(tensors, info)
     model.sha256 = sha256 or sha256_file(path)
     model.source = source or str(path.resolve())
+    model.checkpoint_path = str(path.resolve())
     return model

@@ -191,6 +191,13 @@ def grid_for_bbox(bbox: Sequence[float], *, crs: str = "EPSG:3338", resolution: 
     return Grid.from_bounds(bounds, resolution, f"EPSG:{epsg}")
 
 
+def _grid_lonlat_bbox(grid: Grid) -> tuple[float, float, float, float]:
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    return tuple(float(v) for v in tr.transform_bounds(*grid.bounds, densify_pts=21))
+
+
 def _parse_time(part: str, *, end: bool) -> pd.Timestamp | None:
     part = part.strip()
     if part in ("", ".."):
@@ -647,7 +654,7 @@ def _covariates(items, grid, *, chunks, dem_resampling, tpi_radius, env) -> tupl
 
 def open_stac(
     *,
-    bbox: Sequence[float],
+    bbox: Sequence[float] | None = None,
     datetime: str | None,
     catalog: str = "planetary-computer",
     modalities: Sequence[str] = ("optical", "covariates"),
@@ -669,6 +676,7 @@ def open_stac(
     tpi_radius: float = 300.0,
     gdal_options: Mapping[str, Any] | None = None,
     sign: bool | Callable[[list[dict]], list[dict]] = True,
+    grid: Grid | None = None,
 ) -> xr.Dataset:
     """A lazy MISO cube (``xr.Dataset``) from a STAC API.
 
@@ -715,6 +723,10 @@ def open_stac(
         Window half-width (m) of TPI and the TWI approximation (:mod:`miso_xr.cube.terrain`).
     gdal_options
         Extra GDAL configuration options for the reads.
+    grid
+        An exact grid to load onto (e.g. ``Grid.from_dataset(other_cube)`` to align with an
+        existing map, or a tiling scheme's tile); it replaces ``crs`` and ``resolution``, and
+        ``bbox`` defaults to its footprint in lon/lat.
     sign
         Sign Planetary Computer asset hrefs with ``planetary_computer.sign_url`` when that package
         is installed (``True``), or a function applied to the item dicts.
@@ -736,9 +748,20 @@ def open_stac(
     ('optical_band', 'y', 'x')
     """
     mods = _check_modalities(modalities)
+    if grid is not None:
+        if not isinstance(grid, Grid):
+            raise InputError(
+                f"grid={grid!r}: expected a miso_xr.Grid (e.g. Grid.from_dataset(cube))"
+            )
+        _epsg(grid.crs)
+        if bbox is None:
+            bbox = _grid_lonlat_bbox(grid)
+    elif bbox is None:
+        raise InputError("bbox=None: give (west, south, east, north) in degrees, or grid=")
     w, s, e, n = _check_bbox(bbox)
     url = _catalog_url(catalog)
-    grid = grid_for_bbox((w, s, e, n), crs=crs, resolution=resolution)
+    if grid is None:
+        grid = grid_for_bbox((w, s, e, n), crs=crs, resolution=resolution)
     window = _check_datetime(datetime)
     season_md = _check_season(season)
     if not (isinstance(chunks, int) and chunks > 0):

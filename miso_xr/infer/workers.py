@@ -67,6 +67,10 @@ class ModelRef:
         :mod:`miso_xr.loaders` does not know (a user's own model following the predictor protocol).
     device
         ``"auto"`` (CUDA when the worker has it, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    path
+        The verified checkpoint file on the client's disk, when there is one: workers that see
+        the same filesystem (threads, a LocalCluster, a shared volume) load it directly, others
+        resolve ``source`` (e.g. a hub name whose hub or cache was configured only on the client).
     """
 
     source: str
@@ -74,6 +78,7 @@ class ModelRef:
     kind: str
     loader: str | None = None
     device: str = "auto"
+    path: str | None = None
 
 
 def default_cache_dir() -> Path:
@@ -150,8 +155,16 @@ def model_ref(model: Any, *, device: str = "auto", cache_dir: str | os.PathLike[
     if spec.kind not in KINDS:
         cls = type(model)
         loader = f"{cls.__module__}:{cls.__qualname__}"
+    path = getattr(model, "checkpoint_path", None)
+    if path is None and Path(str(source)).is_file():
+        path = str(Path(str(source)).resolve())
     return ModelRef(
-        source=str(source), sha256=str(sha), kind=spec.kind, loader=loader, device=device
+        source=str(source),
+        sha256=str(sha),
+        kind=spec.kind,
+        loader=loader,
+        device=device,
+        path=None if path is None else str(path),
     )
 
 
@@ -183,7 +196,8 @@ def _load(ref: ModelRef, device: str) -> Any:
             from .. import hub
 
             # the hub verifies the file against the sha256 the prediction was planned with
-            model = hub.load(ref.source, sha256=ref.sha256)
+            local = ref.path if ref.path and Path(ref.path).is_file() else None
+            model = hub.load(local or ref.source, sha256=ref.sha256)
         else:
             from ..loaders import load_checkpoint
 
