@@ -58,10 +58,9 @@ def run_demo(
 
     t0 = time.perf_counter()
     out = Path(out)
+    scene = make_scene(seed=seed, size=size)  # validates seed and size before anything is written
     out.mkdir(parents=True, exist_ok=True)
     scene_dir = out / "scene"
-
-    scene = make_scene(seed=seed, size=size)
     write_scene(scene, scene_dir)
     _log(f"synthetic scene {size}x{size} px at 10 m written to {scene_dir}", t0)
 
@@ -106,8 +105,12 @@ def run_demo(
     model.save(checkpoint)
     # the way a team shares weights: publish into a directory hub, serve it over HTTP, load the
     # entry by name (downloaded, sha256-verified, cached)
+    import shutil
+
     from miso_xr.hub import publish
 
+    for stale in (out / "hub", out / "cache"):  # the demo's own hub: a rerun starts it afresh
+        shutil.rmtree(stale, ignore_errors=True)
     entry = publish(
         checkpoint,
         out / "hub",

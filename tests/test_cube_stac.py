@@ -335,6 +335,21 @@ def test_all_modalities_values_equal_written_pixels(scene, raise_if_dask_compute
     )
 
 
+def test_explicit_grid_loads_a_sub_grid_pixel_for_pixel(scene):
+    g = scene.grid
+    sub = Grid(g.crs, g.left + 3 * RES, g.top - 2 * RES, RES, g.width - 5, g.height - 4)
+    full = open_scene(scene, modalities=("optical",))
+    part = open_scene(scene, modalities=("optical",), bbox=None, grid=sub, resolution=999)
+    assert Grid.from_dataset(part) == sub  # the grid wins over crs/resolution; bbox from it
+    np.testing.assert_array_equal(
+        part["optical"].values, full["optical"].isel(y=slice(2, -2), x=slice(3, -2)).values
+    )
+    with pytest.raises(InputError, match="grid=.*expected a miso_xr.Grid"):
+        open_scene(scene, grid=(0, 0, 1, 1))
+    with pytest.raises(InputError, match="bbox=None"):
+        open_scene(scene, bbox=None)
+
+
 def test_items_given_with_earth_search_names_and_raster_offsets(scene):
     rename = dict(
         zip(

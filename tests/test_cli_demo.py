@@ -1,0 +1,80 @@
+"""The main job and the command line, end to end, on the synthetic scene (real servers, real files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+
+from miso_xr.cli import main
+from miso_xr.datasets.synthetic import make_scene, write_scene
+from miso_xr.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "128", "--epochs", "1"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("permafrost_tiny.safetensors", "demo.png", "scores.png", "metrics.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert name in printed
+    maps = xr.open_zarr(out / "permafrost.zarr")
+    assert set(maps.data_vars) >= {"probability", "label", "uncertainty"}
+    assert maps.sizes["x"] == maps.sizes["y"] == 128
+    p = maps["probability"].values
+    assert np.nanmin(p) >= 0 and np.nanmax(p) <= 1 and np.isfinite(p).mean() > 0.9
+    with rasterio.open(out / "permafrost_probability.tif") as src:
+        assert src.crs.to_epsg() == 3338 and src.count == 2 and src.width == 128
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in ("MISO", "RF"):
+        assert 0 <= metrics[model]["map_accuracy_vs_truth"] <= 1
+        assert 0 <= metrics[model]["balanced_accuracy"] <= 1
+    index = json.loads((out / "hub" / "index.json").read_text())
+    assert [e["name"] for e in index["entries"]] == ["demo-permafrost-tiny"]
+
+
+def test_run_demo_refuses_a_bad_size(tmp_path):
+    from miso_xr.exceptions import InputError
+
+    with pytest.raises(InputError, match="size"):
+        run_demo(tmp_path / "d", size=3)
+
+
+@pytest.fixture(scope="module")
+def scene_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_scene")
+    return write_scene(make_scene(seed=1, size=128, n_observations=300), root / "scene")
+
+
+def test_cli_train_predict_evaluate_and_hub_verify(scene_files, tmp_path, capsys):
+    dem = next((scene_files.root / "assets" / "cop-dem-glo-30").rglob("*.tif"))
+    raster = ["--raster", f"covariates:elevation={dem}", "--chunks", "64"]
+    obs = str(scene_files.observations_csv)
+    ckpt = tmp_path / "m.safetensors"
+    args = ["train", *raster, "--observations", obs, "--label", "permafrost"]
+    assert main([*args, "--epochs", "1", "--out", str(ckpt)]) == 0
+    assert "sha256" in capsys.readouterr().out
+    cog = tmp_path / "map.tif"
+    assert main(["predict", *raster, "--model", str(ckpt), "--out", str(cog)]) == 0
+    with rasterio.open(cog) as src:
+        assert src.crs.to_epsg() == 3338 and (src.width, src.height) == (128, 128)
+    png = tmp_path / "scores.png"
+    args = ["evaluate", *raster, "--models", str(ckpt), "--observations", obs]
+    args += ["--label", "permafrost", "-k", "3", "--fold-distance", "100"]
+    assert main([*args, "--out", str(png)]) == 0
+    assert png.stat().st_size > 0 and "balanced_accuracy" in capsys.readouterr().out
+    assert main(["hub", "verify", str(ckpt)]) == 0
+
+
+def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
+    out = tmp_path / "map.tif"
+    assert main(["predict", "--raster", "nonsense", "--model", "m", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "MODALITY:BAND=PATH" in err and "Traceback" not in err
+    assert main(["predict", "--model", "m", "--out", str(out)]) == 2
+    assert "--bbox" in capsys.readouterr().err
+    assert not out.exists()
