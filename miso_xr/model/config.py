@@ -54,7 +54,7 @@ class MisoConfig:
         decay, gradient-norm clip.
     query_random, query_grid
         Query points per crop besides the labelled centre: random points and a ``g x g`` grid
-        (paper: 10 and 6, so 51 points per crop).
+        (paper: 10 and 6, so 1 + 10 + 36 = 47 points per crop; "51" in the brief does not add up).
 
     Examples
     --------

@@ -3,7 +3,7 @@
 The training set is a few hundred or thousand labelled points, not dense label maps. Each point
 gives one crop of every modality (read lazily, see :mod:`miso_xr.training.crops`), shifted at random
 each epoch so the point is not always at the crop centre. Every crop is queried at
-``1 + n_random + grid**2`` continuous positions (the paper's 51 = 1 + 10 + 6x6):
+``1 + n_random + grid**2`` continuous positions (1 + 10 + 6x6 = 47 by default; the brief says 51 for these three parts, which do not add up to 51: docs/model.md):
 
 - the labelled point itself (its label, supervised loss);
 - ``n_random`` random positions, filled first with other *training* observations that fall inside
