@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import InputError, ObservationError
+from .spec import PERMAFROST_CLASSES, SOIL_ORDERS
 
 __all__ = [
     "PERMAFROST_CLASSES",
@@ -36,16 +37,6 @@ __all__ = [
     "read_observations",
 ]
 
-PERMAFROST_CLASSES = ("absent", "present")
-SOIL_ORDERS = (
-    "Andisols",
-    "Entisols",
-    "Gelisols",
-    "Histosols",
-    "Inceptisols",
-    "Mollisols",
-    "Spodosols",
-)
 # Where MISO's users work, as (lon0, lat0, lon1, lat1) boxes: Alaska, Yukon and British Columbia,
 # and the western Aleutians beyond the antimeridian (their longitudes are truly positive).
 STUDY_REGION = ((-180.0, 47.0, -110.0, 72.0), (170.0, 50.0, 180.0, 56.0))

@@ -13,7 +13,23 @@ from typing import Any
 
 from .exceptions import CheckpointError
 
-__all__ = ["ModelSpec", "Normalisation"]
+__all__ = ["ModelSpec", "Normalisation", "PERMAFROST_CLASSES", "SOIL_ORDERS", "TASK_CLASSES"]
+
+#: Classes of the two built-in tasks, in model output order.
+PERMAFROST_CLASSES: tuple[str, ...] = ("absent", "present")
+SOIL_ORDERS: tuple[str, ...] = (
+    "Andisols",
+    "Entisols",
+    "Gelisols",
+    "Histosols",
+    "Inceptisols",
+    "Mollisols",
+    "Spodosols",
+)
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "permafrost": PERMAFROST_CLASSES,
+    "soil_order": SOIL_ORDERS,
+}
 
 
 def _pairs(value: Any) -> list[tuple[Any, Any]]:

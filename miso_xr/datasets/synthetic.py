@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..cube.grid import Grid
 from ..exceptions import InputError
+from ..spec import SOIL_ORDERS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import xarray as xr
@@ -59,15 +60,6 @@ __all__ = [
 SCENE_CRS = "EPSG:3338"
 OPTICAL_BANDS: tuple[str, ...] = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
 SAR_BANDS: tuple[str, ...] = ("vv", "vh")
-SOIL_ORDERS: tuple[str, ...] = (
-    "Andisols",
-    "Entisols",
-    "Gelisols",
-    "Histosols",
-    "Inceptisols",
-    "Mollisols",
-    "Spodosols",
-)
 TRUTH_NAMES: tuple[str, ...] = (
     "permafrost",
     "soil_order",

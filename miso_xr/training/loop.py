@@ -37,24 +37,12 @@ import xarray as xr
 
 from ..cube.grid import Grid
 from ..exceptions import InputError, ObservationError
-from ..spec import ModelSpec, Normalisation
+from ..spec import TASK_CLASSES, ModelSpec, Normalisation
 from .crops import Crops, _check_modalities, extract_crops
 
 __all__ = ["TASK_CLASSES", "train", "predict_points", "validation_split"]
 
 # classes of the built-in tasks, in model order (see docs/architecture.md)
-TASK_CLASSES = {
-    "permafrost": ("absent", "present"),
-    "soil_order": (
-        "Andisols",
-        "Entisols",
-        "Gelisols",
-        "Histosols",
-        "Inceptisols",
-        "Mollisols",
-        "Spodosols",
-    ),
-}
 
 # --------------------------------------------------------------------------------------------
 # inputs
