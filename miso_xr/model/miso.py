@@ -214,6 +214,38 @@ class MisoNet(nn.Module):
         return self.decode(self.encode(images), query, location)
 
 
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "zeros_",
+    "ones_",
+    "constant_",
+)
+
+
+class _no_init:  # noqa: N801 - used like a function: `with _no_init():`
+    """Skip random initialisation while building a network whose weights are loaded next.
+
+    Initialising Swin-v2-B's 187 M parameters costs tens of seconds on a CPU only to be
+    overwritten by the checkpoint; the init functions become no-ops for the duration. Callers
+    hold the construction (a worker's model cache loads under a lock).
+    """
+
+    def __enter__(self) -> None:
+        self._saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
+        for name in _INIT_FUNCTIONS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+
+    def __exit__(self, *exc: object) -> None:
+        for name, fn in self._saved.items():
+            setattr(nn.init, name, fn)
+
+
 def _num_outputs(classes: tuple[str, ...]) -> int:
     if len(classes) < 2:
         raise InputError(f"a model needs at least 2 classes, got {list(classes)}")
@@ -374,7 +406,8 @@ class MisoModel:
             raise CheckpointError(
                 f"checkpoint network bands {net_info.get('bands')} differ from its spec's {bands}"
             )
-        net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+        with _no_init():  # every parameter is overwritten below
+            net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
         want = net.state_dict()
         missing = sorted(set(want) - set(tensors))
         unexpected = sorted(set(tensors) - set(want))
