@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .exceptions import CheckpointError, UnsafeCheckpointError
 from .spec import ModelSpec
 
@@ -117,17 +117,7 @@ def write_checkpoint(
     }
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     data = save(arrays, metadata=meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, fsync=True)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._files import atomic_write
 from .checkpoint import PICKLE_SUFFIXES, read_info, sha256_file
 from .exceptions import (
     CheckpointError,
@@ -339,7 +340,7 @@ def read_index(
     text = _read_small(where, timeout=timeout, limit=_INDEX_MAX)
     entries = _parse_index(text, where)
     try:
-        _atomic_write(copy, text)
+        atomic_write(copy, text)
     except OSError as err:  # a read-only shared cache still serves loads
         log.info("could not keep a copy of %s in the cache: %s", where, err)
     return entries
@@ -608,18 +609,6 @@ def _lock(cache: Path, key: str) -> Iterator[None]:
         lock.release()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _url_record(cache: Path, url: str) -> dict[str, Any] | None:
     try:
         return json.loads((cache / "urls" / f"{_key(url)}.json").read_text())
@@ -772,7 +761,7 @@ def _fetch_url(
         )
         if sha256 is None:
             record = {"url": url, "sha256": got, "size": path.stat().st_size}
-            _atomic_write(cache / "urls" / f"{_key(url)}.json", json.dumps(record).encode())
+            atomic_write(cache / "urls" / f"{_key(url)}.json", json.dumps(record).encode())
     return path, got
 
 
@@ -1261,7 +1250,7 @@ def publish(
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        _atomic_write(index, _write_index_doc([*kept, entry]))
+        atomic_write(index, _write_index_doc([*kept, entry]))
     return Entry(**{**entry.to_dict(), "index": str(index)})
 
 
@@ -1405,7 +1394,7 @@ def convert(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Convers
             "source_sha256": sha256_file(src_p),
         },
     )
-    _atomic_write(dst_p, data)
+    atomic_write(dst_p, data)
     return ConversionReport(
         src=str(src_p),
         dst=str(dst_p),

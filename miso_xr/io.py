@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ._files import atomic_write
 from .exceptions import InputError
 
 __all__ = ["to_cog", "to_zarr"]
@@ -234,16 +235,7 @@ def _put(fs: Any, root: str, key: str, data: bytes, local: bool) -> None:
     if not local:
         fs.pipe_file(path, data)
         return
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def _finished(fs: Any, root: str) -> set[str]:
