@@ -69,20 +69,8 @@ def make_model(s: dict):
     from miso_xr.model import MisoConfig, MisoModel
     from miso_xr.spec import ModelSpec, Normalisation
 
-    config = MisoConfig.named("tiny").replace(crop=s["window"])
-    if s["config"] == "small":
-        config = config.replace(
-            name="bench-small",
-            embed_dim=8,
-            depths=(1, 1, 1, 1),
-            num_heads=(1, 1, 2, 2),
-            window_size=2,
-            cpb_hidden=8,
-            width=16,
-            liif_hidden=8,
-            fusion_hidden=16,
-            location_scales=4,
-        )
+    name = "micro" if s["config"] == "small" else s["config"]
+    config = MisoConfig.named(name).replace(crop=s["window"])
     spec = ModelSpec(
         kind="miso",
         task="permafrost",

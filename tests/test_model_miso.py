@@ -13,19 +13,7 @@ from miso_xr.model import MisoConfig, MisoModel
 from miso_xr.model.liif import pixel_centres
 from miso_xr.spec import ModelSpec, Normalisation
 
-SMALL = MisoConfig.named("tiny").replace(
-    name="small",
-    embed_dim=8,
-    depths=(1, 1, 1, 1),
-    num_heads=(1, 1, 2, 2),
-    window_size=2,
-    cpb_hidden=8,
-    width=16,
-    liif_hidden=8,
-    fusion_hidden=16,
-    location_scales=4,
-    crop=32,
-)
+SMALL = MisoConfig.named("micro")
 OPTICAL = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
 COVARIATES = ("elevation", "slope", "aspect", "curvature", "tpi", "twi")
 SOIL = ("Andisols", "Entisols", "Gelisols", "Histosols", "Inceptisols", "Mollisols", "Spodosols")

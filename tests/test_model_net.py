@@ -9,19 +9,7 @@ from miso_xr.exceptions import InputError, MissingBandError
 from miso_xr.model import MisoConfig, MisoNet, count_parameters, miso_loss
 
 # a very small configuration so every test runs in well under a second
-SMALL = MisoConfig.named("tiny").replace(
-    name="small",
-    embed_dim=8,
-    depths=(1, 1, 1, 1),
-    num_heads=(1, 1, 2, 2),
-    window_size=2,
-    cpb_hidden=8,
-    width=16,
-    liif_hidden=8,
-    fusion_hidden=16,
-    location_scales=4,
-    crop=32,
-)
+SMALL = MisoConfig.named("micro")
 BANDS = {"optical": 9, "covariates": 6, "sar": 2}
 
 

@@ -432,17 +432,7 @@ def _small_miso(spec_window=32):
     pytest.importorskip("miso_xr.model.miso")
     from miso_xr.model import MisoConfig, MisoModel
 
-    config = MisoConfig.named("tiny").replace(
-        name="test-small",
-        embed_dim=8,
-        depths=(1, 1, 1, 1),
-        num_heads=(1, 1, 2, 2),
-        window_size=2,
-        cpb_hidden=8,
-        width=16,
-        liif_hidden=8,
-        fusion_hidden=16,
-        location_scales=4,
+    config = MisoConfig.named("micro").replace(
         crop=spec_window,
         dropout=0.2,
     )

@@ -154,7 +154,7 @@ class MisoConfig:
 
     @classmethod
     def named(cls, name: str) -> MisoConfig:
-        """The configuration called ``name`` (``"tiny"`` or ``"base"``).
+        """The configuration called ``name``: ``"micro"`` (smoke tests), ``"tiny"`` or ``"base"``.
 
         >>> MisoConfig.named("base").depths
         (2, 2, 18, 2)
@@ -206,6 +206,20 @@ class MisoConfig:
 
 
 NAMED_CONFIGS: dict[str, MisoConfig] = {
+    # smoke tests and quick checks: the same code path as the others, a few thousand parameters
+    "micro": MisoConfig(
+        name="micro",
+        embed_dim=8,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 2, 2),
+        window_size=2,
+        cpb_hidden=8,
+        width=16,
+        liif_hidden=8,
+        fusion_hidden=16,
+        location_scales=4,
+        crop=32,
+    ),
     "tiny": MisoConfig(name="tiny"),
     "base": MisoConfig(
         name="base",
