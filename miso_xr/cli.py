@@ -91,9 +91,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     try:
         out = Path(args.out)
         if out.suffix.lower() in (".tif", ".tiff"):
-            maps.miso.to_cog(str(out))
+            maps.miso.to_cog(str(out), overwrite=args.overwrite)
         else:
-            maps.miso.to_zarr(str(out))
+            # an existing store of the same maps is resumed; --overwrite starts it afresh
+            maps.miso.to_zarr(str(out), overwrite=args.overwrite)
     finally:
         if client is not None:
             client.close()
@@ -149,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--stride", type=int)
     pr.add_argument("--device", default="auto")
     pr.add_argument("--scheduler", help="a distributed scheduler address (default: threads)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing output")
     pr.set_defaults(func=_cmd_predict)
 
     t = sub.add_parser("train", help="train MISO on field observations")

@@ -134,7 +134,7 @@ def run_demo(
     import xarray as xr
 
     maps = xr.open_zarr(zarr_path)
-    maps.miso.to_cog(str(cog_path), variable="probability")
+    maps.miso.to_cog(str(cog_path), variable="probability", overwrite=True)
     with ProgressBar():
         rf_maps = cube.miso.predict(rf).compute()
     _log(f"maps written: {zarr_path}, {cog_path}", t0)
@@ -200,7 +200,15 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
         fig.colorbar(im, ax=ax, shrink=0.7)
     axes[0].scatter(obs["x"], obs["y"], s=3, c="white", label="observations")
     axes[0].legend(loc="lower right", fontsize=8)
-    axes[3].scatter(samples["x"], samples["y"], s=40, marker="x", c="cyan")
+    axes[3].scatter(
+        samples["x"],
+        samples["y"],
+        s=90,
+        marker="o",
+        facecolors="none",
+        edgecolors="cyan",
+        linewidths=2,
+    )
     axes[4].axis("off")
     rows = sorted({k for scores in metrics.values() for k in scores})
     lines = [f"{'held-out points':<24}{'MISO':>7}{'RF':>7}"]

@@ -18,6 +18,7 @@ from miso_xr.demo import run_demo
 def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", "128", "--epochs", "1"]) == 0
+    assert main(["demo", "--out", str(out), "--size", "128", "--epochs", "1"]) == 0  # reruns
     printed = capsys.readouterr().out
     for name in ("permafrost_tiny.safetensors", "demo.png", "scores.png", "metrics.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -62,6 +63,9 @@ def test_cli_train_predict_evaluate_and_hub_verify(scene_files, tmp_path, capsys
     assert main(["predict", *raster, "--model", str(ckpt), "--out", str(cog)]) == 0
     with rasterio.open(cog) as src:
         assert src.crs.to_epsg() == 3338 and (src.width, src.height) == (128, 128)
+    assert main(["predict", *raster, "--model", str(ckpt), "--out", str(cog)]) == 2
+    assert "overwrite" in capsys.readouterr().err  # an existing map is kept unless asked
+    assert main(["predict", *raster, "--model", str(ckpt), "--out", str(cog), "--overwrite"]) == 0
     png = tmp_path / "scores.png"
     args = ["evaluate", *raster, "--models", str(ckpt), "--observations", obs]
     args += ["--label", "permafrost", "-k", "3", "--fold-distance", "100"]
