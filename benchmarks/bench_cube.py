@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-OPTICAL = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
+from miso_xr.cube.grid import OPTICAL_BANDS as OPTICAL  # noqa: E402
+
 TWENTY_M = {"B05", "B06", "B07", "B11", "B12", "SCL"}
 LEFT, TOP, RES = 300000.0, 1700000.0, 10.0  # EPSG:3338, near Fairbanks
 

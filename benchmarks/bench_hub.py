@@ -30,8 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-OPTICAL = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
-COVARIATES = ("elevation", "slope", "aspect", "curvature", "tpi", "twi")
+from miso_xr.cube.grid import OPTICAL_BANDS as OPTICAL  # noqa: E402
+from miso_xr.cube.terrain import TERRAIN_BANDS as COVARIATES  # noqa: E402
 
 
 def _median_time(fn, repeat: int) -> float:

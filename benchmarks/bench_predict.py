@@ -38,8 +38,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-OPTICAL = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
-COVARIATES = ("elevation", "slope", "aspect", "curvature", "tpi", "twi")
+from miso_xr.cube.grid import OPTICAL_BANDS as OPTICAL  # noqa: E402
+from miso_xr.cube.terrain import TERRAIN_BANDS as COVARIATES  # noqa: E402
+
 ALASKA_PIXELS = 1.7e10
 
 

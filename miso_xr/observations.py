@@ -388,25 +388,9 @@ def _sample_points(
     import dask
     import xarray as xr
 
-    from .cube.grid import Grid, band_dim
+    from .cube.grid import Grid, band_dim, select_modalities
 
-    if not isinstance(cube, xr.Dataset):
-        raise InputError(
-            f"cube is a {type(cube).__name__}; expected an xr.Dataset with one "
-            "(<modality>_band, y, x) variable per modality"
-        )
-    have = [str(m) for m in cube.data_vars if band_dim(str(m)) in cube[m].dims]
-    if modalities is None:
-        mods = have
-    else:
-        mods = [str(m) for m in modalities]
-        missing = [m for m in mods if m not in have]
-        if missing:
-            from .exceptions import MissingBandError
-
-            raise MissingBandError(
-                f"the cube has no modality {missing[0]!r}; it has {have} (asked for {mods})"
-            )
+    mods = select_modalities(cube, modalities, require_any=False)
     xs = np.atleast_1d(np.asarray(x, dtype="float64"))
     ys = np.atleast_1d(np.asarray(y, dtype="float64"))
     if xs.shape != ys.shape or xs.ndim != 1:

@@ -19,13 +19,7 @@ COVARIATES = ("elevation", "slope", "aspect", "curvature", "tpi", "twi")
 SOIL = ("Andisols", "Entisols", "Gelisols", "Histosols", "Inceptisols", "Mollisols", "Spodosols")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spec(classes=("absent", "present"), location=True, modalities=("optical", "covariates")):

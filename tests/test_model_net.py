@@ -13,13 +13,7 @@ SMALL = MisoConfig.named("micro")
 BANDS = {"optical": 9, "covariates": 6, "sar": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(bands, b=2, q=5, size=32, seed=0):

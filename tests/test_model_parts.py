@@ -21,14 +21,7 @@ from miso_xr.model import (
 )
 from miso_xr.model.location import GridCellEncoding
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------- LIIF

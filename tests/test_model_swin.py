@@ -17,13 +17,7 @@ LAYOUT = json.loads((Path(miso_xr.model.__file__).parent / "swin_v2_b_layout.jso
 PREFIX = "backbone.backbone."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: one intra-op thread is faster, and immune to oversubscribed shared CPUs
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _base_encoder(in_channels):

@@ -67,16 +67,7 @@ def _scene(seed: int = 0, n: int = 160) -> tuple[object, pd.DataFrame]:
     return cube, obs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # tests share 2 cores with other jobs; two intra-op threads each then spin against each
-    # other (7x slower measured here), so train on one
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

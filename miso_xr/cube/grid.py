@@ -20,9 +20,23 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..exceptions import InputError
+from ..exceptions import InputError, MissingBandError
 
-__all__ = ["Grid", "band_dim", "make_cube", "modality_array"]
+__all__ = [
+    "OPTICAL_BANDS",
+    "SAR_BANDS",
+    "Grid",
+    "band_dim",
+    "make_cube",
+    "modality_array",
+    "require_bands",
+    "select_modalities",
+]
+
+#: Canonical band names of the optical (Sentinel-2 L2A, in MISO's order) and SAR modalities,
+#: whatever a catalog calls its assets. Terrain names are in :mod:`miso_xr.cube.terrain`.
+OPTICAL_BANDS: tuple[str, ...] = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
+SAR_BANDS: tuple[str, ...] = ("vv", "vh")
 
 
 def band_dim(modality: str) -> str:
@@ -220,3 +234,55 @@ def modality_array(cube: xr.Dataset, modality: str) -> xr.DataArray:
             f"the cube has no modality {modality!r}; it has {sorted(map(str, cube.data_vars))}"
         )
     return cube[modality].rename({band_dim(modality): "band"})
+
+
+def select_modalities(
+    cube: xr.Dataset, modalities: Sequence[str] | None, *, require_any: bool = True
+) -> list[str]:
+    """The cube's modalities to use: all of them (``None``) or those asked, checked present.
+
+    Raises :class:`InputError` for something other than a Dataset and
+    :class:`MissingBandError` naming the first modality asked that the cube lacks (or, with
+    ``require_any``, when the cube has no modality variable at all).
+    """
+    if not isinstance(cube, xr.Dataset):
+        raise InputError(
+            f"cube is a {type(cube).__name__}; expected an xr.Dataset with one "
+            "(<modality>_band, y, x) variable per modality"
+        )
+    have = [str(m) for m in cube.data_vars if band_dim(str(m)) in cube[m].dims]
+    if modalities is None:
+        if require_any and not have:
+            raise MissingBandError(
+                f"the cube has no modality variables (dims (<modality>_band, y, x)); it has "
+                f"{sorted(map(str, cube.data_vars))}"
+            )
+        return have
+    mods = [str(m) for m in modalities]
+    for m in mods:
+        if m not in have:
+            raise MissingBandError(
+                f"the cube has no modality {m!r}; it has {have} (asked for {mods})"
+            )
+    return mods
+
+
+def require_bands(
+    cube: xr.Dataset, bands: Mapping[str, Sequence[str]], *, needed_by: str = "the model"
+) -> None:
+    """Raise :class:`MissingBandError` naming the first modality or band ``needed_by`` lacks.
+
+    >>> require_bands(cube, {"optical": OPTICAL_BANDS}, needed_by="this Random Forest")  # doctest: +SKIP
+    """
+    for m, want in bands.items():
+        if m not in cube.data_vars:
+            raise MissingBandError(
+                f"the cube has no modality {m!r}; {needed_by} needs {m!r} with bands "
+                f"{' '.join(want)}"
+            )
+        have = [str(b) for b in cube[m][band_dim(m)].values]
+        missing = [b for b in want if b not in have]
+        if missing:
+            raise MissingBandError(
+                f"the cube has no band {missing[0]!r} in {m!r}; {needed_by} needs {' '.join(want)}"
+            )

@@ -43,7 +43,7 @@ from ..exceptions import (
     NoItemsFoundError,
 )
 from .composite import median_composite, mosaic_first
-from .grid import Grid, make_cube
+from .grid import OPTICAL_BANDS, SAR_BANDS, Grid, make_cube
 from .terrain import TERRAIN_BANDS, terrain
 
 __all__ = [
@@ -63,8 +63,6 @@ CATALOGS: dict[str, str] = {
     "earth-search": "https://earth-search.aws.element84.com/v1",
 }
 MODALITIES = ("optical", "sar", "covariates")
-OPTICAL_BANDS: tuple[str, ...] = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
-SAR_BANDS: tuple[str, ...] = ("vv", "vh")
 #: default collections searched per modality (``covariates`` is the DEM, see ``dem=``)
 COLLECTIONS: dict[str, str] = {
     "optical": "sentinel-2-l2a",

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..cube.grid import Grid
+from ..cube.grid import OPTICAL_BANDS, SAR_BANDS, Grid
 from ..exceptions import InputError
 from ..spec import SOIL_ORDERS
 
@@ -58,8 +58,6 @@ __all__ = [
 ]
 
 SCENE_CRS = "EPSG:3338"
-OPTICAL_BANDS: tuple[str, ...] = ("B04", "B03", "B02", "B05", "B06", "B07", "B08", "B11", "B12")
-SAR_BANDS: tuple[str, ...] = ("vv", "vh")
 TRUTH_NAMES: tuple[str, ...] = (
     "permafrost",
     "soil_order",

@@ -26,6 +26,7 @@ from its other features; the inference layer masks NaN pixels afterwards anyway.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -267,26 +268,14 @@ class RandomForestBaseline:
     def _check_cube(self, cube: Any) -> Any:
         import xarray as xr
 
-        from ..cube.grid import Grid, band_dim
+        from ..cube.grid import Grid, require_bands
 
         if not isinstance(cube, xr.Dataset):
             raise InputError(
                 f"cube is a {type(cube).__name__}; expected an xr.Dataset (a MISO cube)"
             )
         spec = self._spec_or_pending
-        for m, want in spec.modalities:
-            if m not in cube.data_vars:
-                raise MissingBandError(
-                    f"the cube has no modality {m!r}; this Random Forest needs {m!r} with bands "
-                    f"{' '.join(want)}"
-                )
-            have = [str(b) for b in cube[m][band_dim(m)].values]
-            missing = [b for b in want if b not in have]
-            if missing:
-                raise MissingBandError(
-                    f"the cube has no band {missing[0]!r} in {m!r}; this Random Forest needs "
-                    f"{' '.join(want)}"
-                )
+        require_bands(cube, dict(spec.modalities), needed_by="this Random Forest")
         grid = Grid.from_dataset(cube)
         if self.spec is not None:
             from pyproj import CRS
@@ -386,17 +375,9 @@ class RandomForestBaseline:
             )
             i += n
         counts = np.bincount(yv, minlength=len(classes))
-        self.spec = ModelSpec(
-            kind="random_forest",
-            task=self._pending.task,
-            classes=classes,
-            modalities=modalities,
-            window=self.window,
-            stride=self.window,
-            resolution=float(grid.resolution),
-            crs=grid.crs,
+        self.spec = dataclasses.replace(
+            self._pending,
             normalisation=tuple(norm),
-            location=location,
             extra=(("features", ",".join(self._names(modalities, location))),),
         )
         self.forest_ = forest

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..cube.grid import Grid, band_dim
-from ..exceptions import InputError, MissingBandError
+from ..cube.grid import Grid, band_dim, require_bands, select_modalities
+from ..exceptions import InputError
 
 __all__ = ["Crops", "crop_origins", "extract_crops", "predict_points"]
 
@@ -80,29 +80,6 @@ def crop_origins(grid: Grid, x: np.ndarray, y: np.ndarray, size: int) -> tuple[n
     return row - size // 2, col - size // 2
 
 
-def _check_modalities(cube: xr.Dataset, modalities: Sequence[str] | None) -> list[str]:
-    if not isinstance(cube, xr.Dataset):
-        raise InputError(
-            f"cube is a {type(cube).__name__}; expected an xr.Dataset with one "
-            "(<modality>_band, y, x) variable per modality"
-        )
-    have = [str(m) for m in cube.data_vars if band_dim(str(m)) in cube[m].dims]
-    if modalities is None:
-        if not have:
-            raise MissingBandError(
-                f"the cube has no modality variables (dims (<modality>_band, y, x)); it has "
-                f"{sorted(map(str, cube.data_vars))}"
-            )
-        return have
-    mods = [str(m) for m in modalities]
-    for m in mods:
-        if m not in have:
-            raise MissingBandError(
-                f"the cube has no modality {m!r}; it has {have} (asked for {mods})"
-            )
-    return mods
-
-
 def extract_crops(
     cube: xr.Dataset,
     x: np.ndarray | Sequence[float],
@@ -155,7 +132,7 @@ def extract_crops(
     """
     import dask
 
-    mods = _check_modalities(cube, modalities)
+    mods = select_modalities(cube, modalities)
     grid = Grid.from_dataset(cube)
     window, margin = int(window), int(margin)
     if window < 1 or margin < 0:
@@ -246,17 +223,7 @@ def predict_points(
 
 def check_bands(cube: xr.Dataset, bands: dict[str, tuple[str, ...]]) -> None:
     """Raise :class:`MissingBandError` naming the first modality or band the cube lacks."""
-    for m, want in bands.items():
-        if m not in cube.data_vars:
-            raise MissingBandError(
-                f"the cube has no modality {m!r}; the model needs {m!r} with bands {' '.join(want)}"
-            )
-        have = [str(b) for b in cube[m][band_dim(m)].values]
-        missing = [b for b in want if b not in have]
-        if missing:
-            raise MissingBandError(
-                f"the cube has no band {missing[0]!r} in {m!r}; the model needs {' '.join(want)}"
-            )
+    require_bands(cube, bands, needed_by="the model")
 
 
 def _select_bands(crops: Crops, bands: dict[str, tuple[str, ...]]) -> Crops:

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..cube.grid import Grid
+from ..cube.grid import Grid, select_modalities
 from ..exceptions import InputError, ObservationError
 from ..spec import TASK_CLASSES, ModelSpec, Normalisation
-from .crops import Crops, _check_modalities, extract_crops
+from .crops import Crops, extract_crops
 
 __all__ = ["TASK_CLASSES", "train", "predict_points", "validation_split"]
 
@@ -509,7 +509,7 @@ def train(
     t_start = time.perf_counter()
     obs = _check_obs(obs)
     task, classes = _resolve_task(obs, task)
-    mods = _check_modalities(cube, modalities)
+    mods = select_modalities(cube, modalities)
     gridspec = Grid.from_dataset(cube)
     _check_crs(obs, gridspec)
     cfg = _resolve_config(config)
