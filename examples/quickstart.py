@@ -9,6 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import xarray as xr
+
 import miso_xr
 from miso_xr.datasets.serving import range_server, stac_api
 from miso_xr.datasets.synthetic import make_scene, write_scene, write_stac
@@ -45,6 +47,9 @@ def main() -> None:
     maps = cube.miso.predict(model)  # lazy
     maps.miso.to_zarr(str(work / "permafrost.zarr"))
     print(f"maps in {work / 'permafrost.zarr'}")
+    written = xr.open_zarr(work / "permafrost.zarr")
+    present = written.probability.sel(category="present")  # the class dimension is `category`
+    print(f"mean P(permafrost present) = {float(present.mean()):.3f}")
 
 
 if __name__ == "__main__":

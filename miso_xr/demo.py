@@ -188,8 +188,8 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
     fig, axes = plt.subplots(1, 5, figsize=(24, 5.2), constrained_layout=True)
     panels = [
         ("hidden truth: permafrost", scene.truth("permafrost").values, "viridis"),
-        ("MISO P(permafrost)", maps["probability"].sel({"class": "present"}).values, "viridis"),
-        ("RF P(permafrost)", rf_maps["probability"].sel({"class": "present"}).values, "viridis"),
+        ("MISO P(permafrost)", maps["probability"].sel(category="present").values, "viridis"),
+        ("RF P(permafrost)", rf_maps["probability"].sel(category="present").values, "viridis"),
         ("MISO uncertainty + suggested samples", maps["uncertainty"].values, "magma"),
     ]
     for ax, (title, img, cmap) in zip(axes, panels):

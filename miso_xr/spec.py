@@ -13,7 +13,19 @@ from typing import Any
 
 from .exceptions import CheckpointError
 
-__all__ = ["ModelSpec", "Normalisation", "PERMAFROST_CLASSES", "SOIL_ORDERS", "TASK_CLASSES"]
+__all__ = [
+    "CLASS_DIM",
+    "ModelSpec",
+    "Normalisation",
+    "PERMAFROST_CLASSES",
+    "SOIL_ORDERS",
+    "TASK_CLASSES",
+]
+
+#: The maps' class dimension: ``maps.probability.sel(category="present")``. Not ``class`` (a
+#: Python keyword, so ``.sel(class=...)`` is a SyntaxError); ``category`` because the classes are
+#: the categories of the observations' ``label`` Categorical, in the same order.
+CLASS_DIM = "category"
 
 #: Classes of the two built-in tasks, in model output order.
 PERMAFROST_CLASSES: tuple[str, ...] = ("absent", "present")

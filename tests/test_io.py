@@ -56,11 +56,11 @@ def make_maps(log=None, delay=0.0, attrs=None) -> xr.Dataset:
     label = da.where(da.isnan(prob).any(0), -1, da.argmax(prob, axis=0)).astype(np.int16)
     ds = xr.Dataset(
         {
-            "probability": (("class", "y", "x"), prob),
+            "probability": (("category", "y", "x"), prob),
             "label": (("y", "x"), label, {"flag_values": [0, 1], "nodata": -1}),
             "uncertainty": (("y", "x"), prob.max(0)),
         },
-        coords={"y": GRID.y, "x": GRID.x, "class": ["absent", "present"]},
+        coords={"y": GRID.y, "x": GRID.x, "category": ["absent", "present"]},
         attrs=attrs or {"model_sha256": "ab" * 32},
     )
     return ds.rio.write_crs(GRID.crs)
@@ -80,7 +80,7 @@ def _assert_same_store(a: Path, b: Path) -> None:
     for v in ("probability", "label", "uncertainty"):
         assert np.array_equal(x[v].values, y[v].values, equal_nan=True), v
         assert x[v].dtype == y[v].dtype
-    assert x.attrs == y.attrs and list(x["class"].values) == ["absent", "present"]
+    assert x.attrs == y.attrs and list(x["category"].values) == ["absent", "present"]
 
 
 def test_round_trip(tmp_path):

@@ -195,8 +195,11 @@ def test_outputs_layout_and_meaning(toy):
     cube = toy_cube(64, 48, chunks=32)
     maps = predict(cube, toy, window=8, stride=4)
     assert set(maps.data_vars) == {"probability", "label", "uncertainty"}
-    assert maps.probability.dims == ("class", "y", "x")
-    assert list(maps["class"].values) == ["absent", "present", "unknown"]
+    assert maps.probability.dims == ("category", "y", "x")
+    assert list(maps["category"].values) == ["absent", "present", "unknown"]
+    # the class dimension works as a keyword argument (``class`` would be a SyntaxError)
+    present = maps.probability.sel(category="present")
+    assert present.dims == ("y", "x")
     assert maps.probability.dtype == np.float32 and maps.uncertainty.dtype == np.float32
     assert maps.label.dtype == np.int16
     assert maps.label.attrs["flag_values"] == [0, 1, 2]
@@ -453,7 +456,7 @@ def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes)
     a, b = one.probability.values, many.probability.values
     assert np.isfinite(a).any() and np.array_equal(np.isnan(a), np.isnan(b))
     assert np.nanmax(np.abs(a - b)) <= 1e-5
-    assert list(one["class"].values) == ["absent", "present"]
+    assert list(one["category"].values) == ["absent", "present"]
     mc = predict(toy_cube(32, 32, chunks=-1, nan_patch=False), model, mc_samples=2).compute()
     assert np.allclose(mc.probability.values.sum(0), 1, atol=1e-5)
 

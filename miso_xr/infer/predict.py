@@ -25,6 +25,7 @@ import xarray as xr
 
 from ..cube.grid import Grid, band_dim
 from ..exceptions import IncompatibleCubeError, InputError, MissingBandError
+from ..spec import CLASS_DIM
 from .windows import WindowPlan, blend_windows
 from .workers import ModelRef, device_lock, get_model, model_ref, resolve_device
 
@@ -169,7 +170,7 @@ def predict(
     -------
     xr.Dataset
         Lazy (Dask) variables on the cube's ``y``/``x`` with its CRS:
-        ``probability`` ``(class, y, x)`` float32, ``label`` ``(y, x)`` int16 class index (-1 where
+        ``probability`` ``(category, y, x)`` float32 (``.sel(category="present")``), ``label`` ``(y, x)`` int16 class index (-1 where
         the input is nodata; ``flag_values``/``flag_meanings`` list the classes), ``uncertainty``
         ``(y, x)`` float32 predictive entropy divided by ``log K`` (0 = certain, 1 = uniform).
         A pixel with a NaN in any band the model reads is NaN (label -1) in every output.
@@ -516,7 +517,7 @@ def _as_dataset(
     data_vars: dict[str, Any] = {}
     if "probability" in outputs:
         data_vars["probability"] = xr.Variable(
-            ("class", "y", "x"),
+            (CLASS_DIM, "y", "x"),
             prob,
             {"long_name": "class probability", "units": "1", "valid_range": [0.0, 1.0]},
         )
@@ -550,7 +551,7 @@ def _as_dataset(
         )
     ds = xr.Dataset(data_vars, coords=coords)
     if "probability" in outputs:
-        ds = ds.assign_coords({"class": ("class", np.array(classes, dtype=str))})
+        ds = ds.assign_coords({CLASS_DIM: (CLASS_DIM, np.array(classes, dtype=str))})
     ds.attrs.update(
         {
             "model_kind": spec.kind,
