@@ -1,19 +1,22 @@
-"""``miso-xr``: demo | predict | train | evaluate | hub.
+"""``miso-xr``: demo | predict | train | evaluate | hub (the package's only command line).
 
-Each subcommand is a thin layer over the public functions; ``miso-xr hub ...`` is handed to
-:func:`miso_xr.hub.main`.
+Each subcommand is a thin layer over the public functions; ``miso-xr hub ...`` has its own parser
+(:func:`hub_main`, over :mod:`miso_xr.hub`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .exceptions import InputError, MisoError
 
-__all__ = ["main"]
+__all__ = ["hub_main", "main"]
 
 
 def _rasters(specs: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -181,11 +184,126 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# --------------------------------------------------------------------------------------------
+# miso-xr hub list | fetch | verify | publish | convert
+
+
+def _hub_parser() -> argparse.ArgumentParser:
+    from .hub.settings import ENTRY_KINDS, ENV_CACHE
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--hub", action="append", help="hub index URL or directory (repeatable)")
+    common.add_argument("--cache-dir", help=f"cache directory (default ${ENV_CACHE} or XDG)")
+    common.add_argument("--offline", action="store_true", default=None, help="cache only")
+    common.add_argument("--timeout", type=float, default=30, help="connect/read timeout, s")
+    p = argparse.ArgumentParser(
+        prog="miso-xr hub", description="List, fetch, verify, publish and convert checkpoints."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("list", parents=[common], help="entries of every hub searched")
+    s.add_argument("--json", action="store_true", help="print the entries as JSON")
+    s = sub.add_parser("fetch", parents=[common], help="download and verify into the cache")
+    s.add_argument("source", help="NAME[@VERSION] or URL")
+    s.add_argument("--sha256", help="expected sha256 (for plain URLs)")
+    s = sub.add_parser("verify", parents=[common], help="check hash, size, header, metadata")
+    s.add_argument("sources", nargs="*", help="NAME, PATH or URL (none: every cached file)")
+    s = sub.add_parser("publish", parents=[common], help="add a checkpoint to a directory hub")
+    s.add_argument("checkpoint")
+    s.add_argument("hub_dir")
+    s.add_argument("--name", required=True)
+    s.add_argument("--version", required=True)
+    s.add_argument("--licence", "--license", dest="licence", required=True)
+    s.add_argument("--description", default="")
+    s.add_argument("--kind", choices=ENTRY_KINDS, default="model")
+    s = sub.add_parser("convert", help="pickle (.pt/.pth/.ckpt) -> .safetensors, tensors only")
+    s.add_argument("src")
+    s.add_argument("dst")
+    return p
+
+
+def hub_main(argv: list[str] | None = None) -> int:
+    """``miso-xr hub ...``; returns the exit status (0 ok, 1 a check failed or an error).
+
+    Examples
+    --------
+    >>> hub_main(["list", "--offline"])                                      # doctest: +SKIP
+    0
+    """
+    from .hub import (
+        VerifyReport,
+        convert,
+        fetch,
+        get_cache_dir,
+        hub_locations,
+        list_entries,
+        publish,
+        verify,
+    )
+    from .hub.settings import _SHA
+
+    args = _hub_parser().parse_args(argv)
+    opts: dict[str, Any] = {}
+    if args.command != "convert":
+        opts = {"offline": args.offline, "cache_dir": args.cache_dir, "timeout": args.timeout}
+    try:
+        if args.command == "list":
+            entries = list_entries(hub=args.hub, **opts)
+            if args.json:
+                print(json.dumps([e.to_dict() for e in entries], indent=2))
+            elif not entries:
+                print(f"no entries in {hub_locations(args.hub)}")
+            for e in [] if args.json else entries:
+                print(f"{e.ref:32} {e.kind:8} {e.size:>12,} B  {e.licence:12} {e.description}")
+            return 0
+        if args.command == "fetch":
+            started = time.perf_counter()
+            path = fetch(args.source, sha256=args.sha256, hub=args.hub, **opts)
+            print(f"{args.source} -> {path} ({time.perf_counter() - started:.1f} s)")
+            return 0
+        if args.command == "verify":
+            sources: list[str] = list(args.sources)
+            if not sources:
+                blobs = get_cache_dir(args.cache_dir) / "blobs"
+                sources = sorted(str(p) for p in blobs.glob("*.safetensors"))
+            bad = 0
+            for s in sources:
+                report = verify(s, hub=args.hub, **opts)
+                problems = list(report.problems)
+                # a cached blob is named by its hash: the name is what it must match
+                stem = Path(s).stem
+                if _SHA.match(stem) and stem != report.sha256:
+                    problems.append(f"cached as {stem} but its sha256 is {report.sha256}")
+                    report = VerifyReport(**{**report.__dict__, "problems": tuple(problems)})
+                print(report)
+                bad += not report.ok
+            print(f"{len(sources) - bad} ok, {bad} bad")
+            return 1 if bad else 0
+        if args.command == "publish":
+            entry = publish(
+                args.checkpoint,
+                args.hub_dir,
+                name=args.name,
+                version=args.version,
+                licence=args.licence,
+                description=args.description,
+                kind=args.kind,
+            )
+            print(f"published {entry.ref} ({entry.sha256}) in {entry.index}")
+            return 0
+        print(convert(args.src, args.dst))
+        return 0
+    except MisoError as err:
+        print(f"miso-xr hub {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------------------------
+# miso-xr
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["hub"]:
-        from .hub import main as hub_main
-
         return hub_main(argv[1:])
     args = _parser().parse_args(argv)
     try:

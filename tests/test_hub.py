@@ -23,6 +23,7 @@ from safetensors.numpy import save_file
 
 from miso_xr import hub
 from miso_xr.checkpoint import write_checkpoint
+from miso_xr.cli import hub_main
 from miso_xr.datasets.serving import Server, free_port
 from miso_xr.exceptions import (
     CheckpointError,
@@ -668,7 +669,7 @@ def test_cli_publish_list_fetch_verify_convert(www, cache, tmp_path, capsys):
     ckpt = tmp_path / "c.safetensors"
     sha = miso_file(ckpt, seed=8)
     hub_dir = root / "hubcli"
-    rc = hub.main(
+    rc = hub_main(
         [
             "publish",
             str(ckpt),
@@ -684,21 +685,21 @@ def test_cli_publish_list_fetch_verify_convert(www, cache, tmp_path, capsys):
         ]
     )
     assert rc == 0 and "published cli-model@0.1" in capsys.readouterr().out
-    assert hub.main(["list", "--hub", f"{url}/hubcli"]) == 0
+    assert hub_main(["list", "--hub", f"{url}/hubcli"]) == 0
     out = capsys.readouterr().out
     assert "cli-model@0.1" in out and "from the CLI" in out
-    assert hub.main(["list", "--hub", f"{url}/hubcli", "--json"]) == 0
+    assert hub_main(["list", "--hub", f"{url}/hubcli", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["sha256"] == sha
-    assert hub.main(["fetch", "cli-model", "--hub", f"{url}/hubcli"]) == 0
+    assert hub_main(["fetch", "cli-model", "--hub", f"{url}/hubcli"]) == 0
     assert f"{sha}.safetensors" in capsys.readouterr().out
-    assert hub.main(["verify", "--cache-dir", str(cache)]) == 0  # every cached file
+    assert hub_main(["verify", "--cache-dir", str(cache)]) == 0  # every cached file
     assert "1 ok, 0 bad" in capsys.readouterr().out
     blob = cache / "blobs" / f"{sha}.safetensors"
     blob.write_bytes(blob.read_bytes()[:-4])
-    assert hub.main(["verify", "cli-model@0.1", "--hub", f"{url}/hubcli", "--offline"]) == 1
+    assert hub_main(["verify", "cli-model@0.1", "--hub", f"{url}/hubcli", "--offline"]) == 1
     assert "differs from the index" in capsys.readouterr().out
-    assert hub.main(["fetch", "nothing-here", "--hub", f"{url}/hubcli"]) == 1
+    assert hub_main(["fetch", "nothing-here", "--hub", f"{url}/hubcli"]) == 1
     assert "no hub entry named 'nothing-here'" in capsys.readouterr().err
     torch.save({"w": torch.zeros(2)}, tmp_path / "w.pth")
-    assert hub.main(["convert", str(tmp_path / "w.pth"), str(tmp_path / "w.safetensors")]) == 0
+    assert hub_main(["convert", str(tmp_path / "w.pth"), str(tmp_path / "w.safetensors")]) == 0
     assert "weights_only=True" in capsys.readouterr().out
