@@ -39,7 +39,11 @@ def load_checkpoint(
         )
     module, cls_name = target.split(":")
     cls = getattr(importlib.import_module(module), cls_name)
-    model = cls.from_checkpoint(tensors, info)
+    try:
+        model = cls.from_checkpoint(tensors, info)
+    except CheckpointError as err:
+        # the model's class knows what is wrong; the user needs to know which file
+        raise CheckpointError(f"{str(path)!r}: {err}") from err
     model.sha256 = sha256 or sha256_file(path)
     model.source = source or str(path.resolve())
     model.checkpoint_path = str(path.resolve())

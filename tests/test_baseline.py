@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from miso_xr.checkpoint import read_info, sha256_file
+from miso_xr.checkpoint import read_checkpoint, read_info, sha256_file, write_checkpoint
 from miso_xr.cube.grid import Grid, make_cube
-from miso_xr.exceptions import InputError, MissingBandError, ObservationError
+from miso_xr.exceptions import CheckpointError, InputError, MissingBandError, ObservationError
 from miso_xr.loaders import load_checkpoint
 from miso_xr.observations import read_observations
 from miso_xr.training.baseline import RandomForestBaseline
@@ -54,19 +54,158 @@ def fitted():
     return rf, cube, grid, frozen, obs
 
 
-def test_rf11_features_and_spec(fitted):
+def test_pixel_features_and_spec(fitted):
     rf, cube, grid, _, obs = fitted
+    # the reference's point-pixel features, and no coordinates
     assert rf.feature_names == [f"covariates:{b}" for b in TERRAIN] + [
         f"optical:{b}" for b in OPTICAL
-    ] + ["lon", "lat"]
+    ]
     spec = rf.spec
     assert spec.kind == "random_forest" and spec.task == "permafrost"
-    assert spec.classes == ("absent", "present") and spec.location is True
+    assert spec.classes == ("absent", "present") and spec.location is False
     assert spec.crs == grid.crs and spec.resolution == grid.resolution
     assert spec.window == spec.stride == 64
     assert rf.training["n_observations"] == len(obs)
-    assert "17 features" in repr(rf)
+    assert "15 features" in repr(rf)
     assert rf.to("cuda") is rf
+
+
+def test_defaults_are_the_reference_forest():
+    cube, grid, frozen = _scene(size=24)
+    obs = _obs(grid, frozen, n=60)
+    rf = RandomForestBaseline().fit(cube, obs)
+    params = rf.forest_.get_params()
+    assert len(rf.forest_.estimators_) == 253
+    assert (params["max_depth"], params["min_samples_split"]) == (16, 5)
+    assert params["max_features"] == "sqrt" and params["min_samples_leaf"] == 1
+    assert rf.spec.location is False and "lon" not in rf.feature_names
+    # a climate modality is a point-pixel feature; SAR is not (as in the reference)
+    clim = np.stack([np.full((24, 24), v, "float32") for v in (300.0, 40.0, -25.0)])
+    sar = np.zeros((2, 24, 24), "float32")
+    layers = {m: (cube[m].values, list(cube[m][f"{m}_band"].values)) for m in cube.data_vars}
+    layers |= {"climate": (clim, ["ppt", "swi", "tmin"]), "sar": (sar, ["vv", "vh"])}
+    more = make_cube(layers, grid, chunks=16)
+    rf = RandomForestBaseline(n_estimators=3).fit(more, obs)
+    assert [m for m, _ in rf.spec.modalities] == ["climate", "covariates", "optical"]
+
+
+def test_coordinates_option_adds_lon_lat(fitted):
+    _, cube, grid, frozen, obs = fitted
+    rf = RandomForestBaseline(n_estimators=5, coordinates=True).fit(cube, obs)
+    assert rf.feature_names[-2:] == ["lon", "lat"] and rf.spec.location is True
+    assert "17 features" in repr(rf)
+    # "rf11" is the reference script's full list: the pixel features, then lon/lat
+    rf11 = RandomForestBaseline(n_estimators=5, features="rf11").fit(cube, obs)
+    assert rf11.feature_names == rf.feature_names
+    # lon/lat come from the pixel centre: the forest sees them at inference too
+    w = 4
+    inputs = {
+        m: cube[m].values[None, :, 30 : 30 + w, 30 : 30 + w] for m in ("optical", "covariates")
+    }
+    xs, ys = grid.x[None, 30 : 30 + w], grid.y[None, 30 : 30 + w]
+    rr, cc = np.meshgrid(np.arange(30, 30 + w), np.arange(30, 30 + w), indexing="ij")
+    pts = rf.predict_points(cube, (grid.x[cc.ravel()], grid.y[rr.ravel()]))
+    np.testing.assert_array_equal(rf.predict_windows(inputs, xs, ys)[0].reshape(2, -1).T, pts)
+    with pytest.raises(InputError, match="coordinates='yes'"):
+        RandomForestBaseline(coordinates="yes")
+
+
+def test_land_cover_codes_stay_codes():
+    """A categorical layer is fed as its code; a missing code takes the most frequent one."""
+    size = 24
+    grid = Grid("EPSG:3338", 250_000.0, 1_650_000.0, 10.0, size, size)
+    rng = np.random.default_rng(3)
+    lc = rng.choice([41.0, 42.0, 90.0], size=(size, size), p=[0.2, 0.2, 0.6]).astype("float32")
+    elev = rng.normal(400, 50, (size, size)).astype("float32")
+    cube = make_cube({"covariates": (np.stack([elev, lc]), ["elevation", "landcover"])}, grid)
+    cube["covariates"].attrs["categorical"] = ["landcover"]
+    frozen = lc == 90.0  # the label is the land cover: codes must reach the trees as they are
+    obs = _obs(grid, frozen, n=120)
+    rf = RandomForestBaseline(n_estimators=20).fit(cube, obs)
+    assert dict(rf.spec.extra)["categorical"] == "covariates:landcover"
+    # the fill is a code that exists (the most frequent at the training points), not a mean
+    x, y = obs["x"].to_numpy(), obs["y"].to_numpy()
+    r, c = grid.index(x, y)
+    seen, counts = np.unique(lc[r, c], return_counts=True)
+    assert rf.fill_[1] == seen[np.argmax(counts)] == 90.0
+    assert rf.fill_[0] == pytest.approx(float(elev[r, c].mean()), rel=1e-5)
+    p = rf.predict_points(cube, (grid.x, np.full(size, grid.y[5])))
+    np.testing.assert_array_equal(p[:, 1] > 0.5, frozen[5])
+
+
+def test_checkpoint_records_the_installed_tree_layout(fitted, tmp_path):
+    """Fails when scikit-learn's tree nodes stop matching what checkpoints store."""
+    import sklearn
+    from sklearn.tree._tree import NODE_DTYPE
+
+    rf = fitted[0]
+    path = tmp_path / "rf.safetensors"
+    rf.save(path)
+    recorded = read_info(path).config["sklearn"]
+    assert recorded["version"] == sklearn.__version__
+    node = np.dtype(NODE_DTYPE)
+    assert recorded["node_fields"] == [f"{n}:{node.fields[n][0].str}" for n in node.names]
+    # the fields the package has always written (a layout change must be looked at)
+    assert [f.split(":")[0] for f in recorded["node_fields"]] == [
+        "left_child",
+        "right_child",
+        "feature",
+        "threshold",
+        "impurity",
+        "n_node_samples",
+        "weighted_n_node_samples",
+        "missing_go_to_left",
+    ]
+    assert recorded["tree_args"] == 3
+    assert recorded["tree_state"] == ["max_depth", "node_count", "nodes", "values"]
+    tensors, _ = read_checkpoint(path)
+    for n in node.names:
+        assert tensors[f"tree.00000.{n}"].dtype == node.fields[n][0]
+
+
+def _rewrite(src, dst, **sklearn_layout):
+    """A copy of a checkpoint whose recorded scikit-learn layout is changed."""
+    tensors, info = read_checkpoint(src)
+    config = dict(info.config)
+    if sklearn_layout.get("drop"):
+        config.pop("sklearn")
+    else:
+        config["sklearn"] = {**config["sklearn"], **sklearn_layout}
+    write_checkpoint(dst, tensors, spec=info.spec, config=config, training=info.training)
+    return dst
+
+
+def test_a_different_tree_layout_is_one_clear_error(fitted, tmp_path):
+    import sklearn
+
+    rf, cube, _, _, obs = fitted
+    good = tmp_path / "rf.safetensors"
+    rf.save(good)
+    fields = read_info(good).config["sklearn"]["node_fields"]
+    # what scikit-learn's categorical splits could look like: a new field, one gone
+    bad = _rewrite(
+        good,
+        tmp_path / "future.safetensors",
+        version="1.11.0",
+        node_fields=fields[:-1] + ["categorical_bitset:<u8"],
+    )
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(bad)
+    msg = str(err.value)
+    assert "future.safetensors" in msg
+    assert "scikit-learn 1.11.0" in msg and f"scikit-learn {sklearn.__version__}" in msg
+    assert "recorded but not installed: categorical_bitset:<u8" in msg
+    assert "installed but not recorded: missing_go_to_left:|u1" in msg
+    assert "pip install 'scikit-learn==1.11.0'" in msg
+    ctor = _rewrite(good, tmp_path / "ctor.safetensors", version="1.11.0", tree_args=4)
+    with pytest.raises(CheckpointError, match="ctor.safetensors.*Tree constructor arguments"):
+        load_checkpoint(ctor)
+    # another version with the same layout loads, and predicts the same
+    other = load_checkpoint(_rewrite(good, tmp_path / "other.safetensors", version="1.4.2"))
+    np.testing.assert_array_equal(other.predict_points(cube, obs), rf.predict_points(cube, obs))
+    # a checkpoint from before the layout was recorded still loads (the legacy fields)
+    legacy = load_checkpoint(_rewrite(good, tmp_path / "legacy.safetensors", drop=True))
+    np.testing.assert_array_equal(legacy.predict_points(cube, obs), rf.predict_points(cube, obs))
 
 
 def test_learns_the_rule_on_unseen_pixels(fitted):
@@ -163,7 +302,7 @@ def test_feature_lists_and_errors():
     with pytest.raises(InputError, match="features='rf12'"):
         RandomForestBaseline(features="rf12").fit(cube, obs)
     only_sar = make_cube({"sar": (np.zeros((2, 24, 24)), ["vv", "vh"])}, grid)
-    with pytest.raises(MissingBandError, match="needs an 'optical' or 'covariates'"):
+    with pytest.raises(MissingBandError, match="needs an 'optical', 'covariates' or 'climate'"):
         RandomForestBaseline().fit(only_sar, obs)
     with pytest.raises(MissingBandError, match="no band 'B08' in 'optical'"):
         rf.predict_points(cube.drop_sel(optical_band=["B08"]), obs)

@@ -1,27 +1,44 @@
 """The Random Forest baseline MISO is compared with, behind the same predictor protocol.
 
-A :class:`RandomForestBaseline` reads per-pixel features (cube values at a pixel, and the pixel's
-lon/lat) and predicts class probabilities with scikit-learn's ``RandomForestClassifier``. It
-follows the protocol in ``docs/architecture.md`` (``spec``, ``save``, ``from_checkpoint``,
+A :class:`RandomForestBaseline` reads per-pixel features (the cube's values at a pixel) and
+predicts class probabilities with scikit-learn's ``RandomForestClassifier``. It follows the
+protocol in ``docs/architecture.md`` (``spec``, ``save``, ``from_checkpoint``,
 ``predict_windows``, ``to``), so ``cube.miso.predict(rf)``, the hub and ``miso_xr.load`` treat it
 exactly like MISO.
 
+The defaults are the reference's Random Forest (the MISO authors' ``RF/train_test_RF11.py``):
+253 trees, ``max_depth=16``, ``min_samples_split=5``, on point-pixel features.
+
 Feature sets
 ------------
-``"rf11"`` (default), the paper's RF baseline: every optical band, every covariate (terrain and,
-when the cube has them, climate layers) and lon/lat. On a cube with the 9 optical bands and the
-6 canonical terrain covariates that is 9 + 6 + 2 = 17 features; the name is the paper's, the
-count follows the cube. ``features=`` also takes a list mixing modality names (``"optical"``,
-``"covariates"``, ``"sar"``), ``"lonlat"``, band names (``"B08"``, ``"elevation"``) and
+``"pixel"`` (default): every optical band, every covariate (terrain, and climate layers whether
+they sit in ``covariates`` or in a ``climate`` modality): the reference's point-pixel features.
+SAR is left out, as in the reference; name it to use it. **No coordinates**: with the defaults a
+map does not depend on where the pixels are, only on what they look like, so moving a scene
+100 km gives the same map (tested). ``coordinates=True`` adds the pixel's lon/lat as two more
+features (the reference's ``RF11`` list does end with lon, lat; it is an option here because
+coordinates let a forest memorise the places it was trained on, which flatters it on
+neighbouring points and says nothing of ground far away). ``"rf11"`` is ``"pixel"`` with
+lon/lat. ``features=`` also takes a list mixing modality names (``"optical"``, ``"covariates"``,
+``"sar"``, ``"climate"``), ``"lonlat"``, band names (``"B08"``, ``"elevation"``) and
 ``"modality:band"``.
 
-Checkpoints hold no pickle: every tree is stored as its node arrays (children, feature,
-threshold, impurity, sample counts, class values) in safetensors and rebuilt through
-``sklearn.tree._tree.Tree.__setstate__``; predictions after a round trip are identical.
+Categorical layers (land-cover codes, e.g. NLCD): a band listed in its modality's
+``attrs["categorical"]`` (``open_rasters(categorical=...)`` sets it) is used as its raw code.
+Trees split on thresholds, so with enough depth they isolate single codes; one-hot columns would
+only dilute the features a tree samples at each split. A missing code is filled with the most
+frequent training code rather than a mean (a mean of codes is no class at all).
 
-Missing values: a NaN feature is replaced by the training mean of that feature (stored in the
-checkpoint as the spec's normalisation mean) so a cloudy optical pixel still gets a prediction
-from its other features; the inference layer masks NaN pixels afterwards anyway.
+Checkpoints hold no pickle: every tree is stored as its node arrays and rebuilt through
+scikit-learn's private tree state (see :mod:`miso_xr.training.forest_state`); the file records
+the scikit-learn version and tree layout, and a scikit-learn whose layout differs gets a clear
+:class:`~miso_xr.exceptions.CheckpointError` instead of a wrong forest. Predictions after a round
+trip are identical.
+
+Missing values: a NaN feature is replaced by the training mean of that feature (the mode for a
+categorical one; stored in the checkpoint as the spec's normalisation mean) so a cloudy optical
+pixel still gets a prediction from its other features; the inference layer masks NaN pixels
+afterwards anyway.
 """
 
 from __future__ import annotations
@@ -43,21 +60,14 @@ from ..exceptions import (
 )
 from ..spec import ModelSpec, Normalisation
 
-__all__ = ["RF11", "RandomForestBaseline"]
+__all__ = ["PIXEL", "RF11", "RandomForestBaseline"]
 
-# the paper's RF feature set: these modalities when the cube has them, then lon/lat
-RF11 = ("optical", "covariates", "lonlat")
+# the reference's point-pixel features: these modalities when the cube has them
+PIXEL = ("optical", "covariates", "climate")
+# the reference script's RF11 list: the point-pixel features, then lon/lat
+RF11 = (*PIXEL, "lonlat")
+_PRESETS = {"pixel": PIXEL, "rf11": RF11}
 _LONLAT = ("lonlat", "location", "lon/lat")
-_TREE_FIELDS = (
-    "left_child",
-    "right_child",
-    "feature",
-    "threshold",
-    "impurity",
-    "n_node_samples",
-    "weighted_n_node_samples",
-    "missing_go_to_left",
-)
 _local = threading.local()
 
 
@@ -76,7 +86,7 @@ def _to_lonlat(crs: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _resolve_features(
-    cube: Any, features: str | Sequence[str]
+    cube: Any, features: str | Sequence[str], coordinates: bool = False
 ) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], bool]:
     """(((modality, bands), ...), uses lon/lat) for a feature request on this cube."""
     from ..cube.grid import band_dim
@@ -87,23 +97,24 @@ def _resolve_features(
         if band_dim(str(m)) in cube[m].dims
     }
     if isinstance(features, str):
-        if features.lower() != "rf11":
+        preset = _PRESETS.get(features.lower())
+        if preset is None:
             raise InputError(
-                f"features={features!r}: expected 'rf11' or a list of modality names, band names, "
-                "'modality:band' or 'lonlat'"
+                f"features={features!r}: expected 'pixel' (the default), 'rf11' or a list of "
+                "modality names, band names, 'modality:band' or 'lonlat'"
             )
-        items: list[str] = [m for m in RF11 if m in have or m == "lonlat"]
-        if len(items) == 1:
+        items: list[str] = [m for m in preset if m in have or m == "lonlat"]
+        if not [m for m in items if m != "lonlat"]:
             raise MissingBandError(
-                f"features='rf11' needs an 'optical' or 'covariates' modality; the cube has "
-                f"{sorted(have)}"
+                f"features={features!r} needs an 'optical', 'covariates' or 'climate' modality; "
+                f"the cube has {sorted(have)}"
             )
     else:
         items = [str(f) for f in features]
         if not items:
             raise InputError("features=[] is empty; give at least one modality, band or 'lonlat'")
     chosen: dict[str, list[str]] = {}
-    location = False
+    location = bool(coordinates)
     for item in items:
         if item.lower() in _LONLAT:
             location = True
@@ -140,16 +151,33 @@ def _resolve_features(
     return tuple((m, tuple(chosen[m])) for m in sorted(chosen)), location
 
 
+def _categorical(cube: Any, modalities: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """``"modality:band"`` names of the chosen bands that a modality marks as categorical."""
+    out = []
+    for m, bands in modalities:
+        marked = cube[m].attrs.get("categorical", ())
+        marked = [marked] if isinstance(marked, str) else [str(b) for b in marked]
+        out += [f"{m}:{b}" for b in bands if b in marked]
+    return out
+
+
 class RandomForestBaseline:
     """Random Forest on per-pixel features, with the same face as MISO.
 
     Parameters
     ----------
     features
-        ``"rf11"`` (optical + covariates + lon/lat, see the module notes) or a list of modality
-        names, band names, ``"modality:band"`` and ``"lonlat"``.
-    n_estimators, max_depth, min_samples_leaf, class_weight
-        As in ``sklearn.ensemble.RandomForestClassifier``.
+        ``"pixel"`` (default: optical + covariates + climate, whichever the cube has; see the
+        module notes), ``"rf11"`` (``"pixel"`` and lon/lat) or a list of modality names, band
+        names, ``"modality:band"`` and ``"lonlat"``.
+    coordinates
+        Add the pixel centre's lon/lat as two features (default ``False``: a map then depends
+        only on the pixels' values, not on where they are). ``True`` is the package's earlier
+        default and the reference script's full ``RF11`` list; it lets the forest memorise
+        places, which flatters it near its training points and not far from them.
+    n_estimators, max_depth, min_samples_split, min_samples_leaf, class_weight
+        As in ``sklearn.ensemble.RandomForestClassifier``; the defaults (253, 16, 5, 1, None)
+        are the reference's.
     window
         Window side (pixels) the inference layer hands to :meth:`predict_windows`. Pixels are
         independent for a forest, so windows do not overlap (stride = window).
@@ -161,7 +189,9 @@ class RandomForestBaseline:
 
     Examples
     --------
-    >>> rf = RandomForestBaseline(n_estimators=50).fit(cube, obs)  # doctest: +SKIP
+    >>> rf = RandomForestBaseline().fit(cube, obs)                 # doctest: +SKIP
+    >>> rf.feature_names[:2]                                        # doctest: +SKIP
+    ['covariates:elevation', 'covariates:slope']
     >>> rf.predict_points(cube, obs).shape                          # doctest: +SKIP
     (120, 2)
     >>> maps = cube.miso.predict(rf)                                # doctest: +SKIP
@@ -171,9 +201,11 @@ class RandomForestBaseline:
     def __init__(
         self,
         *,
-        features: str | Sequence[str] = "rf11",
-        n_estimators: int = 300,
-        max_depth: int | None = None,
+        features: str | Sequence[str] = "pixel",
+        coordinates: bool = False,
+        n_estimators: int = 253,
+        max_depth: int | None = 16,
+        min_samples_split: int = 5,
         min_samples_leaf: int = 1,
         class_weight: str | dict[Any, float] | None = None,
         window: int = 64,
@@ -184,9 +216,13 @@ class RandomForestBaseline:
             raise InputError(f"n_estimators={n_estimators!r}: need at least one tree")
         if int(window) < 1:
             raise InputError(f"window={window!r}: need a window of at least one pixel")
+        if not isinstance(coordinates, bool):
+            raise InputError(f"coordinates={coordinates!r}: expected True or False")
         self.features = features if isinstance(features, str) else tuple(features)
+        self.coordinates = coordinates
         self.n_estimators = int(n_estimators)
         self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
         self.min_samples_leaf = min_samples_leaf
         self.class_weight = class_weight
         self.window = int(window)
@@ -214,7 +250,10 @@ class RandomForestBaseline:
 
     def __repr__(self) -> str:
         if self.spec is None:
-            return f"RandomForestBaseline(features={self.features!r}, n_estimators={self.n_estimators}, unfitted)"
+            return (
+                f"RandomForestBaseline(features={self.features!r}, "
+                f"coordinates={self.coordinates}, n_estimators={self.n_estimators}, unfitted)"
+            )
         return (
             f"RandomForestBaseline(task={self.spec.task!r}, classes={list(self.spec.classes)}, "
             f"{len(self.feature_names)} features, {self.n_estimators} trees)"
@@ -228,8 +267,10 @@ class RandomForestBaseline:
     def _config(self) -> dict[str, Any]:
         return {
             "features": self.features if isinstance(self.features, str) else list(self.features),
+            "coordinates": self.coordinates,
             "n_estimators": self.n_estimators,
             "max_depth": self.max_depth,
+            "min_samples_split": self.min_samples_split,
             "min_samples_leaf": self.min_samples_leaf,
             "class_weight": self.class_weight,
             "window": self.window,
@@ -323,7 +364,7 @@ class RandomForestBaseline:
             )
         classes = tuple(str(c) for c in label.cat.categories)
         grid = Grid.from_dataset(cube)
-        modalities, location = _resolve_features(cube, self.features)
+        modalities, location = _resolve_features(cube, self.features, self.coordinates)
         self._pending = ModelSpec(
             kind="random_forest",
             task=str(obs.attrs.get("task", "custom")),
@@ -352,10 +393,18 @@ class RandomForestBaseline:
             safe = np.where(all_nan[None, :], 0.0, X)  # keeps nanmean quiet on empty columns
             fill = np.where(all_nan, 0.0, np.nanmean(safe, axis=0))
             std = np.where(all_nan, 1.0, np.nanstd(safe, axis=0))
+        categorical = _categorical(cube, modalities)
+        names = self._names(modalities, location)
+        for j, name in enumerate(names):
+            if name in categorical and not all_nan[j]:
+                # a code's mean is no class: a missing code takes the most frequent one
+                codes_j, counts_j = np.unique(X[~np.isnan(X[:, j]), j], return_counts=True)
+                fill[j] = codes_j[np.argmax(counts_j)]
         fill = np.nan_to_num(fill.astype("float32"))
         forest = RandomForestClassifier(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
+            min_samples_split=self.min_samples_split,
             min_samples_leaf=self.min_samples_leaf,
             class_weight=self.class_weight,
             random_state=self.seed,
@@ -378,7 +427,8 @@ class RandomForestBaseline:
         self.spec = dataclasses.replace(
             self._pending,
             normalisation=tuple(norm),
-            extra=(("features", ",".join(self._names(modalities, location))),),
+            extra=(("features", ",".join(names)),)
+            + ((("categorical", ",".join(categorical)),) if categorical else ()),
         )
         self.forest_ = forest
         self.fill_ = fill
@@ -468,29 +518,25 @@ class RandomForestBaseline:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write the forest to a ``.safetensors`` checkpoint (no pickle); return its sha256."""
+        """Write the forest to a ``.safetensors`` checkpoint (no pickle); return its sha256.
+
+        The file records the scikit-learn version and tree layout it was written with
+        (``config["sklearn"]``), which :meth:`from_checkpoint` checks.
+        """
         from pathlib import Path
 
         from ..checkpoint import write_checkpoint
+        from .forest_state import forest_tensors
 
         spec = self._fitted_spec()
-        tensors: dict[str, np.ndarray] = {
-            "fill": self.fill_.astype("float32"),
-            "class_index": self.class_index_.astype("int64"),
-        }
-        depths = []
-        for i, est in enumerate(self.forest_.estimators_):
-            state = est.tree_.__getstate__()
-            nodes = state["nodes"]
-            for f in _TREE_FIELDS:
-                tensors[f"tree.{i:05d}.{f}"] = np.ascontiguousarray(nodes[f])
-            tensors[f"tree.{i:05d}.value"] = np.ascontiguousarray(state["values"])
-            depths.append(int(state["max_depth"]))
-        tensors["max_depth"] = np.asarray(depths, dtype="int64")
+        tensors, layout = forest_tensors(self.forest_)
+        tensors["fill"] = self.fill_.astype("float32")
+        tensors["class_index"] = self.class_index_.astype("int64")
         config = self._config() | {
             "n_features": int(self.forest_.n_features_in_),
             "n_forest_classes": int(self.forest_.n_classes_),
             "feature_names": self.feature_names,
+            "sklearn": layout,
         }
         sha = write_checkpoint(path, tensors, spec=spec, config=config, training=self.training)
         self.sha256, self.source = sha, str(Path(path).resolve())
@@ -498,46 +544,48 @@ class RandomForestBaseline:
 
     @classmethod
     def from_checkpoint(cls, tensors: dict[str, np.ndarray], info: Any) -> RandomForestBaseline:
-        """Rebuild from checkpoint tensors and metadata (see :func:`miso_xr.loaders.load_checkpoint`)."""
+        """Rebuild from checkpoint tensors and metadata (see :func:`miso_xr.loaders.load_checkpoint`).
+
+        Raises :class:`~miso_xr.exceptions.CheckpointError` when the installed scikit-learn
+        stores trees differently from the one that wrote the file (see
+        :mod:`miso_xr.training.forest_state`).
+        """
         from sklearn.ensemble import RandomForestClassifier
         from sklearn.tree import DecisionTreeClassifier
-        from sklearn.tree._tree import NODE_DTYPE, Tree
+
+        from .forest_state import rebuild_trees
 
         cfg = dict(info.config)
         try:
             n_features = int(cfg["n_features"])
             n_cls = int(cfg["n_forest_classes"])
-            depths = tensors["max_depth"]
+            # a checkpoint from before the defaults changed states every setting it used
             model = cls(
                 features=cfg.get("features", "rf11"),
-                n_estimators=len(depths),
+                coordinates=bool(cfg.get("coordinates", False)),
+                n_estimators=len(tensors["max_depth"]),
                 max_depth=cfg.get("max_depth"),
+                min_samples_split=cfg.get("min_samples_split", 2),
                 min_samples_leaf=cfg.get("min_samples_leaf", 1),
                 class_weight=cfg.get("class_weight"),
                 window=int(info.spec.window),
                 seed=int(cfg.get("seed", 0)),
             )
+            trees = rebuild_trees(
+                tensors,
+                n_trees=model.n_estimators,
+                n_features=n_features,
+                n_classes=n_cls,
+                recorded=cfg.get("sklearn"),
+            )
             params = dict(
                 max_depth=model.max_depth,
+                min_samples_split=model.min_samples_split,
                 min_samples_leaf=model.min_samples_leaf,
                 class_weight=model.class_weight,
             )
             estimators = []
-            for i in range(len(depths)):
-                first = tensors[f"tree.{i:05d}.left_child"]
-                nodes = np.zeros(first.shape[0], dtype=NODE_DTYPE)
-                for f in _TREE_FIELDS:
-                    nodes[f] = tensors[f"tree.{i:05d}.{f}"]
-                values = np.ascontiguousarray(tensors[f"tree.{i:05d}.value"], dtype="float64")
-                tree = Tree(n_features, np.array([n_cls], dtype=np.intp), 1)
-                tree.__setstate__(
-                    {
-                        "max_depth": int(depths[i]),
-                        "node_count": int(first.shape[0]),
-                        "nodes": nodes,
-                        "values": values,
-                    }
-                )
+            for tree in trees:
                 est = DecisionTreeClassifier(max_features="sqrt", **params)
                 est.tree_ = tree
                 est.n_features_in_ = n_features
