@@ -7,9 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..exceptions import (
-    InputError,
-)
+from ..exceptions import InputError
 from .sources import _materialise
 
 log = logging.getLogger("miso_xr.hub")

@@ -20,19 +20,8 @@ from typing import IO, Any
 
 from .._files import atomic_write
 from ..checkpoint import sha256_file
-from ..exceptions import (
-    CheckpointError,
-    HubError,
-    InputError,
-    IntegrityError,
-    OfflineError,
-)
-from .checks import (
-    _check_bytes,
-    _describe,
-    _refuse_pickle_name,
-    _sniff,
-)
+from ..exceptions import CheckpointError, HubError, InputError, IntegrityError, OfflineError
+from .checks import _check_bytes, _describe, _refuse_pickle_name, _sniff
 from .settings import (
     _CHUNK,
     _LOCK_WAIT,

@@ -8,15 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import PICKLE_SUFFIXES
-from ..exceptions import (
-    CheckpointError,
-    IntegrityError,
-    UnsafeCheckpointError,
-)
-from .settings import (
-    _SCHEME,
-    _SNIFF,
-)
+from ..exceptions import CheckpointError, IntegrityError, UnsafeCheckpointError
+from .settings import _SCHEME, _SNIFF
 
 
 def _sniff(head: bytes, total: int) -> str | None:

@@ -11,10 +11,7 @@ from typing import Any
 
 from .._files import atomic_write
 from ..checkpoint import sha256_file
-from ..exceptions import (
-    InputError,
-    UnsafeCheckpointError,
-)
+from ..exceptions import InputError, UnsafeCheckpointError
 
 
 @dataclass(frozen=True)

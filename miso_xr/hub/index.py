@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_write
-from ..exceptions import (
-    HubError,
-    OfflineError,
-)
+from ..exceptions import HubError, OfflineError
 from .cache import _key, _read_small
 from .settings import (
     _INDEX_MAX,

@@ -9,26 +9,10 @@ from pathlib import Path
 
 from .._files import atomic_write
 from ..checkpoint import read_info, sha256_file
-from ..exceptions import (
-    CheckpointError,
-    HubError,
-    InputError,
-)
-from .checks import (
-    _check_bytes,
-    _refuse_pickle_name,
-    _safetensors_header,
-    _tensor_summary,
-)
+from ..exceptions import CheckpointError, HubError, InputError
+from .checks import _check_bytes, _refuse_pickle_name, _safetensors_header, _tensor_summary
 from .index import Entry, _parse_index, _write_index_doc
-from .settings import (
-    _LOCK_WAIT,
-    _NAME,
-    _SCHEME,
-    _VERSION,
-    ENTRY_KINDS,
-    _file_url_path,
-)
+from .settings import _LOCK_WAIT, _NAME, _SCHEME, _VERSION, ENTRY_KINDS, _file_url_path
 
 
 def publish(

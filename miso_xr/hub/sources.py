@@ -8,23 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import PICKLE_SUFFIXES
-from ..exceptions import (
-    InputError,
-    IntegrityError,
-)
-from .cache import (
-    _fetch_hf,
-    _fetch_url,
-    _verify_local,
-)
+from ..exceptions import InputError, IntegrityError
+from .cache import _fetch_hf, _fetch_url, _verify_local
 from .index import Entry, resolve
-from .settings import (
-    _SCHEME,
-    _SHA,
-    _file_url_path,
-    _is_offline,
-    get_cache_dir,
-)
+from .settings import _SCHEME, _SHA, _file_url_path, _is_offline, get_cache_dir
 
 
 def _classify(source: str | os.PathLike[str]) -> tuple[str, str]:

@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import read_info, sha256_file
-from ..exceptions import (
-    CheckpointError,
-    HubError,
-)
-from .cache import (
-    _blob,
-)
-from .checks import (
-    _check_bytes,
-    _refuse_pickle_name,
-    _safetensors_header,
-    _tensor_summary,
-)
+from ..exceptions import CheckpointError, HubError
+from .cache import _blob
+from .checks import _check_bytes, _refuse_pickle_name, _safetensors_header, _tensor_summary
 from .index import Entry, resolve
-from .settings import (
-    get_cache_dir,
-)
+from .settings import get_cache_dir
 from .sources import _classify, fetch
 
 
