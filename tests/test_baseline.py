@@ -316,3 +316,33 @@ def test_feature_lists_and_errors():
     off["x"] = off["x"] + 1e6
     with pytest.raises(ObservationError, match="off the cube"):
         RandomForestBaseline(n_estimators=2).fit(cube, off)
+
+
+def test_default_map_does_not_move_with_the_pixels():
+    """With default settings, the same pixels moved 100 km must give the same map."""
+    cube, grid, frozen = _scene(size=96, seed=5)  # more than the default 64-pixel window
+    obs = _obs(grid, frozen, n=150, seed=6)
+    shift = 100_000.0
+    moved_grid = Grid(grid.crs, grid.left + shift, grid.top + shift, grid.resolution, 96, 96)
+    layers = {m: (cube[m].values, list(cube[m][f"{m}_band"].values)) for m in cube.data_vars}
+    moved = make_cube(layers, moved_grid, chunks=16)
+    moved_obs = read_observations(
+        pd.DataFrame(
+            {"x": obs["x"] + shift, "y": obs["y"] + shift, "permafrost": obs["label"].cat.codes}
+        ),
+        crs=grid.crs,
+    )
+
+    def both(**kw):
+        out = []
+        for c, o in ((cube, obs), (moved, moved_obs)):
+            rf = RandomForestBaseline(seed=3, **kw).fit(c, o)
+            out.append(c.miso.predict(rf, device="cpu")["probability"].values)
+        return out
+
+    here, there = both()  # the defaults, all 253 trees
+    assert np.isfinite(here[:, 4:, 4:]).all()  # (the cloudy corner is masked)
+    np.testing.assert_array_equal(here, there)
+    # the test can fail: with coordinates the forest splits on where the pixels are
+    here, there = both(coordinates=True, n_estimators=20)
+    assert np.nanmax(np.abs(here - there)) > 0.05
