@@ -45,8 +45,7 @@ def _median_time(fn, repeat: int) -> float:
 
 def bench_config(config: str, work: Path, url_root: str, repeat: int) -> dict[str, Any]:
     from miso_xr import hub
-    from miso_xr.checkpoint import sha256_file
-    from miso_xr.loaders import load_checkpoint
+    from miso_xr.checkpoint import load_checkpoint, sha256_file
     from miso_xr.model.miso import MisoModel
     from miso_xr.spec import ModelSpec
 

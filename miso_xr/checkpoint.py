@@ -1,4 +1,6 @@
-"""The checkpoint format: one ``.safetensors`` file that describes itself.
+"""One room for "a checkpoint file <-> a model of its kind": format, read, write, digest, rebuild.
+
+A checkpoint is one ``.safetensors`` file that describes itself.
 
 Tensors are stored with safetensors (no code runs on load). The file's string metadata holds:
 
@@ -11,11 +13,16 @@ Tensors are stored with safetensors (no code runs on load). The file's string me
 ``miso_xr_version`` the package version that wrote it
 
 This module knows numpy and safetensors only; model classes turn tensors into torch or sklearn.
+It names the model classes of each kind (:data:`KINDS`, ``"module:Class"`` strings) and imports
+them only when a file is loaded, so this bottom room imports no model room. Names and URLs are
+the hub's business (:mod:`miso_xr.hub`): it turns them into verified local files, and
+:func:`miso_xr.load` hands those to :func:`load_checkpoint`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,13 +32,16 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from .exceptions import CheckpointError, UnsafeCheckpointError
+from .exceptions import CheckpointError, InputError, UnsafeCheckpointError
 from .spec import ModelSpec
 
 __all__ = [
+    "KINDS",
     "CheckpointInfo",
     "FORMAT_VERSION",
     "PICKLE_SUFFIXES",
+    "load_backbone_file",
+    "load_checkpoint",
     "read_checkpoint",
     "read_info",
     "sha256_file",
@@ -40,6 +50,12 @@ __all__ = [
 
 FORMAT_VERSION = "1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib")
+
+# kind -> "module:Class" whose classmethod from_checkpoint(tensors, info) rebuilds the model
+KINDS = {
+    "miso": "miso_xr.model.miso:MisoModel",
+    "random_forest": "miso_xr.training.baseline:RandomForestBaseline",
+}
 
 
 @dataclass(frozen=True)
@@ -176,3 +192,99 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     except Exception as err:
         raise CheckpointError(f"{str(path)!r} has unreadable tensors ({err})") from err
     return tensors, info
+
+
+# --------------------------------------------------------------------------------------------
+# rebuild: a file -> the model of its kind
+
+
+def _model_class(loader: str, kind: str) -> Any:
+    """The class a user's ``"module:Class"`` names (a kind :data:`KINDS` does not know)."""
+    module, _, name = loader.partition(":")
+    try:
+        cls: Any = importlib.import_module(module)
+        for part in name.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(
+            f"model class {loader!r} (kind {kind!r}) cannot be imported on this worker "
+            f"({err}); install the package that defines it on every worker"
+        ) from err
+    return cls
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    source: str | None = None,
+    loader: str | None = None,
+    kind: str = "",
+) -> Any:
+    """Load a checkpoint file into its model; sets ``sha256``, ``source`` and ``checkpoint_path``.
+
+    ``sha256``, when given, is the already-verified hash of the file (saves hashing it twice).
+    ``loader`` (``"module:Class"``, with its ``kind`` for messages) rebuilds a model of a kind
+    :data:`KINDS` does not know: a user's own class following the predictor protocol.
+
+    Examples
+    --------
+    >>> model = load_checkpoint("perm.safetensors")              # doctest: +SKIP
+    >>> model.spec.kind, model.sha256[:8]                          # doctest: +SKIP
+    ('miso', '3b1f09aa')
+    """
+    path = Path(path)
+    if loader is not None:
+        cls = _model_class(loader, kind)  # before reading: a worker lacking the class says so
+        tensors, info = read_checkpoint(path)
+    else:
+        tensors, info = read_checkpoint(path)
+        target = KINDS.get(info.kind)
+        if target is None:
+            raise CheckpointError(
+                f"{str(path)!r} holds a model of kind {info.kind!r}; this miso_xr loads "
+                f"{sorted(KINDS)}"
+            )
+        module, cls_name = target.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+    try:
+        model = cls.from_checkpoint(tensors, info)
+    except CheckpointError as err:
+        # the model's class knows what is wrong; the user needs to know which file
+        raise CheckpointError(f"{str(path)!r}: {err}") from err
+    model.sha256 = sha256 or sha256_file(path)
+    model.source = source or str(path.resolve())
+    model.checkpoint_path = str(path.resolve())
+    return model
+
+
+def load_backbone_file(
+    path: str | os.PathLike[str],
+    *,
+    in_channels: int,
+    encoder: Any = None,
+    input_conv: str = "reinit",
+    strict: bool = True,
+) -> Any:
+    """Load a SatlasPretrain-layout Swin-v2 state dict (a local, verified file) into an encoder.
+
+    ``encoder`` is a ``SwinV2Encoder`` (default: a new Swin-v2-B one for ``in_channels`` bands);
+    keys go through :func:`miso_xr.model.swin.load_swin_v2_state_dict`. The encoder is returned
+    with ``load_report`` saying what happened to each key. Names and URLs:
+    :func:`miso_xr.hub.load_backbone`.
+    """
+    from safetensors.torch import load_file
+
+    from .model.swin import SwinV2Encoder, load_swin_v2_state_dict
+
+    if encoder is None:
+        encoder = SwinV2Encoder(in_channels)
+    elif getattr(encoder, "in_channels", in_channels) != in_channels:
+        raise InputError(
+            f"in_channels={in_channels} but the encoder given reads {encoder.in_channels} bands"
+        )
+    report = load_swin_v2_state_dict(
+        encoder, load_file(str(path)), strict=strict, input_conv=input_conv
+    )
+    encoder.load_report = report
+    return encoder

@@ -1,9 +1,9 @@
-"""The checkpoint hub: names, URLs and paths -> a verified local ``.safetensors`` file -> a model.
+"""The checkpoint hub: names, URLs and paths -> a verified local ``.safetensors`` file.
 
 A hub is a directory (local, on a web server, or in a bucket) holding checkpoint files and an
 ``index.json`` that lists them with their sha256, size, licence and metadata. :func:`load`
 resolves a source to a local file in a content-addressed cache, checks its hash, and hands it to
-:func:`miso_xr.loaders.load_checkpoint`. Nothing here runs code from a file: pickle checkpoints are
+:func:`miso_xr.checkpoint.load_checkpoint`. Nothing here runs code from a file: pickle checkpoints are
 refused unless converted explicitly with :func:`convert`.
 
 >>> import miso_xr

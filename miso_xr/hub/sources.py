@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import PICKLE_SUFFIXES
+from ..checkpoint import PICKLE_SUFFIXES, load_checkpoint
 from ..exceptions import InputError, IntegrityError
 from .cache import _fetch_hf, _fetch_url, _verify_local
 from .index import Entry, resolve
@@ -150,8 +150,6 @@ def load(
     >>> model = miso_xr.load("perm.safetensors")                              # doctest: +SKIP
     >>> model = miso_xr.load("miso-permafrost-tiny", hub="/shared/miso-hub")  # doctest: +SKIP
     """
-    from ..loaders import load_checkpoint
-
     path, digest, entry = _materialise(
         source, sha256=sha256, offline=offline, cache_dir=cache_dir, hub=hub, timeout=timeout
     )

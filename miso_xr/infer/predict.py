@@ -279,7 +279,7 @@ def _load_model(source: Any) -> Any:
         from ..hub import load
 
         return load(source)
-    from ..loaders import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     return load_checkpoint(source)
 

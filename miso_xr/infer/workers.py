@@ -3,7 +3,7 @@
 A Dask task that predicts carries a :class:`ModelRef` (where the checkpoint is, its sha256, the
 device wanted): a few hundred bytes whatever the model's size. The first task on a process loads the
 checkpoint (through :func:`miso_xr.hub.load` when the hub is installed, else
-:func:`miso_xr.loaders.load_checkpoint`) and keeps it in a per-process cache keyed by
+:func:`miso_xr.checkpoint.load_checkpoint`) and keeps it in a per-process cache keyed by
 ``(sha256, device)``; every later task on that process reuses it. A lock makes threads of one worker
 wait for a single load instead of loading the model once each (the pattern of stackstac's readers).
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import CheckpointError, InputError, IntegrityError
+from ..exceptions import InputError, IntegrityError
 
 __all__ = [
     "ModelRef",
@@ -64,7 +64,7 @@ class ModelRef:
         The spec's ``kind`` (``"miso"``, ``"random_forest"``, ...).
     loader
         ``"module:Class"`` whose ``from_checkpoint`` rebuilds a model of a kind
-        :mod:`miso_xr.loaders` does not know (a user's own model following the predictor protocol).
+        :data:`miso_xr.checkpoint.KINDS` does not know (a user's own model following the predictor protocol).
     device
         ``"auto"`` (CUDA when the worker has it, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     path
@@ -136,7 +136,7 @@ def model_ref(model: Any, *, device: str = "auto", cache_dir: str | os.PathLike[
     >>> ref.sha256 == model.sha256      # doctest: +SKIP
     True
     """
-    from ..loaders import KINDS
+    from ..checkpoint import KINDS
 
     if device != "auto":
         resolve_device(device)  # reject misspelt devices on the client, before any task runs
@@ -199,26 +199,13 @@ def _load(ref: ModelRef, device: str) -> Any:
             local = ref.path if ref.path and Path(ref.path).is_file() else None
             model = hub.load(local or ref.source, sha256=ref.sha256)
         else:
-            from ..loaders import load_checkpoint
+            from ..checkpoint import load_checkpoint
 
             model = load_checkpoint(ref.source)
     else:
-        from ..checkpoint import read_checkpoint, sha256_file
+        from ..checkpoint import load_checkpoint
 
-        module, _, name = ref.loader.partition(":")
-        try:
-            cls: Any = importlib.import_module(module)
-            for part in name.split("."):
-                cls = getattr(cls, part)
-        except (ImportError, AttributeError) as err:
-            raise CheckpointError(
-                f"model class {ref.loader!r} (kind {ref.kind!r}) cannot be imported on this worker "
-                f"({err}); install the package that defines it on every worker"
-            ) from err
-        tensors, info = read_checkpoint(ref.source)
-        model = cls.from_checkpoint(tensors, info)
-        model.sha256 = sha256_file(ref.source)
-        model.source = ref.source
+        model = load_checkpoint(ref.source, source=ref.source, loader=ref.loader, kind=ref.kind)
     got = getattr(model, "sha256", None)
     if got and got != ref.sha256:
         raise IntegrityError(

@@ -544,7 +544,7 @@ class RandomForestBaseline:
 
     @classmethod
     def from_checkpoint(cls, tensors: dict[str, np.ndarray], info: Any) -> RandomForestBaseline:
-        """Rebuild from checkpoint tensors and metadata (see :func:`miso_xr.loaders.load_checkpoint`).
+        """Rebuild from checkpoint tensors and metadata (see :func:`miso_xr.checkpoint.load_checkpoint`).
 
         Raises :class:`~miso_xr.exceptions.CheckpointError` when the installed scikit-learn
         stores trees differently from the one that wrote the file (see
