@@ -391,11 +391,13 @@ def _one_seed(problem: Problem, settings: Settings, seed: int, parts, backbone, 
     rf = miso_xr.RandomForestBaseline(seed=seed).fit(problem.cube, obs)
     maps["reference RF"] = _dense(rf, problem.cube)
     info["seconds"]["reference RF"] = round(time.perf_counter() - t, 1)
+    params = rf.forest_.get_params()  # what was fitted, whatever the defaults of the day
     info["reference_rf"] = {
         "features": rf.feature_names,
-        "n_estimators": rf.n_estimators,
-        "max_depth": rf.max_depth,
-        "min_samples_split": getattr(rf, "min_samples_split", "sklearn default (2)"),
+        **{
+            p: params[p]
+            for p in ("n_estimators", "max_depth", "min_samples_split", "min_samples_leaf")
+        },
     }
 
     # the plain forest: the reference RF's point features, never lon/lat, scikit-learn defaults
@@ -555,9 +557,20 @@ def figure(path: Any, result: dict[str, Any], problem: Problem) -> None:
 
     truth = np.where(problem.truth >= 0, problem.truth, np.nan).astype("float32")
     panels = [("truth, parts and training points", truth)] + list(maps.items())
+    ncol = min(3, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    aspect = g.height / g.width
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.6 * len(panels), 3.9), constrained_layout=True
+        nrow,
+        ncol,
+        figsize=(4.6 * ncol + 1.2, (4.6 * aspect + 0.7) * nrow),
+        squeeze=False,
+        constrained_layout=True,
     )
+    axes = axes.ravel()
+    for ax in axes[len(panels) :]:
+        ax.axis("off")
+    seed0 = result["per_seed"][0]
     vmax = 1 if binary else k - 0.5
     vmin = 0 if binary else -0.5
     for ax, (name, m) in zip(axes, panels):
@@ -573,18 +586,23 @@ def figure(path: Any, result: dict[str, Any], problem: Problem) -> None:
         )
         for part, colour in ((train_region, "k"), (test_region, "m")):
             ax.contour(g.x, g.y, part.astype(float), levels=[0.5], colors=colour, linewidths=0.8)
-        s = result["summary"].get(name)
-        sub = f"\nbal. acc. {s['balanced_accuracy']['mean']:.3f}" if isinstance(s, dict) else ""
+        s, s0 = result["summary"].get(name), seed0["scores"].get(name)
+        sub = (
+            f"\nbal. acc. {s0['balanced_accuracy']:.3f} (seed {seed0['seed']}), "
+            f"mean {s['balanced_accuracy']['mean']:.3f}"
+            if isinstance(s, dict)
+            else ""
+        )
         ax.set_title(name + sub, fontsize=9)
     axes[0].scatter(
         obs["x"],
         obs["y"],
         s=2,
         c="lime",
-        label=f"training points (seed {result['per_seed'][0]['seed']})",
+        label=f"training points (seed {seed0['seed']})",
     )
     axes[0].legend(loc="lower left", fontsize=6)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8)
+    cb = fig.colorbar(im, ax=axes.tolist(), shrink=0.6)
     if binary:
         cb.set_label(f"P({problem.positive}) / class")
     else:
@@ -592,7 +610,7 @@ def figure(path: Any, result: dict[str, Any], problem: Problem) -> None:
         cb.set_ticklabels(problem.classes, fontsize=7)
     fig.suptitle(
         f"{problem.name}: trained inside the black outline, scored inside the magenta one "
-        f"(maps of seed {result['per_seed'][0]['seed']})",
+        f"(maps of seed {seed0['seed']})",
         fontsize=10,
     )
     fig.savefig(path, dpi=100)
