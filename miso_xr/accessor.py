@@ -30,8 +30,12 @@ class _MisoAccessorBase:
 
         return to_cog(self._obj, path, **kwargs)
 
-    def to_zarr(self, store: str, **kwargs: Any) -> str:
-        """Write to Zarr chunk by chunk, resuming an interrupted write (see :func:`miso_xr.io.to_zarr`)."""
+    def to_zarr(self, store: str, **kwargs: Any) -> Any:
+        """Write to Zarr chunk by chunk, resuming an interrupted write (see :func:`miso_xr.io.to_zarr`).
+
+        ``mode=``, ``compute=False``, ``storage_options=`` and ``encoding=`` as in
+        ``xarray.Dataset.to_zarr``.
+        """
         from .io import to_zarr
 
         return to_zarr(self._obj, store, **kwargs)

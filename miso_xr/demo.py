@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ._progress import show_progress
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -42,7 +45,7 @@ def run_demo(
     seed: int = 0,
     size: int = 384,
     epochs: int | None = 12,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> DemoResult:
     """Run the main job end to end and return where its outputs are.
 
@@ -77,7 +80,7 @@ def run_demo(
                 chunks=128,
             )
             # the servers stop when this block ends: bring the (small) cube into memory first
-            with ProgressBar():
+            with ProgressBar() if show_progress(progress) else contextlib.nullcontext():
                 cube = cube.persist()
     cube = cube.sel(
         x=slice(scene.grid.x[0], scene.grid.x[-1]), y=slice(scene.grid.y[0], scene.grid.y[-1])
@@ -129,13 +132,13 @@ def run_demo(
 
     maps = cube.miso.predict(model)
     zarr_path = out / "permafrost.zarr"
-    maps.miso.to_zarr(str(zarr_path), overwrite=True)
+    maps.miso.to_zarr(str(zarr_path), overwrite=True, progress=progress)
     cog_path = out / "permafrost_probability.tif"
     import xarray as xr
 
     maps = xr.open_zarr(zarr_path)
     maps.miso.to_cog(str(cog_path), variable="probability", overwrite=True)
-    with ProgressBar():
+    with ProgressBar() if show_progress(progress) else contextlib.nullcontext():
         rf_maps = cube.miso.predict(rf).compute()
     _log(f"maps written: {zarr_path}, {cog_path}", t0)
 

@@ -16,6 +16,8 @@ __all__ = [
     "IntegrityError",
     "OfflineError",
     "UnsafeCheckpointError",
+    "MisoWarning",
+    "RechunkWarning",
 ]
 
 
@@ -69,3 +71,11 @@ class OfflineError(HubError):
 
 class UnsafeCheckpointError(HubError):
     """A checkpoint format that can run code when loaded (pickle: .pt/.pth/.ckpt/.pkl) was refused."""
+
+
+class MisoWarning(UserWarning):
+    """Base class of the warnings miso_xr gives (filter them with this class)."""
+
+
+class RechunkWarning(MisoWarning):
+    """``predict`` changed the cube's chunks; the message says how and why (choose chunks to avoid it)."""

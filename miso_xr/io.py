@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 
 from ._files import atomic_write
+from ._progress import show_progress
 from .exceptions import InputError
 
 __all__ = ["to_cog", "to_zarr"]
@@ -47,10 +48,16 @@ def to_zarr(
     maps: xr.Dataset | xr.DataArray,
     store: str | os.PathLike[str],
     *,
-    progress: bool = True,
+    mode: str = "a",
+    compute: bool = True,
+    storage_options: dict[str, Any] | None = None,
+    encoding: dict[str, dict[str, Any]] | None = None,
+    progress: bool | None = None,
     overwrite: bool = False,
-) -> str:
+) -> Any:
     """Write ``maps`` to a Zarr store chunk by chunk, resuming an interrupted write.
+
+    The arguments follow ``xarray.Dataset.to_zarr`` where a resumable write allows.
 
     Parameters
     ----------
@@ -60,34 +67,65 @@ def to_zarr(
         first when they are not).
     store
         A local path or an fsspec URL (``s3://bucket/map.zarr``). A local parent folder must exist.
+    mode
+        ``"a"`` (default): create the store, or resume an unfinished (or re-check a finished)
+        write of the same maps; a store holding anything else is refused. ``"w"``: replace
+        whatever is at ``store``. ``"w-"``: create, and fail if ``store`` exists.
+    compute
+        ``False``: write the metadata now and return a ``dask.delayed.Delayed`` that writes the
+        chunks (and marks the store finished) when computed, as xarray does.
+    storage_options
+        fsspec options for a remote ``store`` (credentials, endpoint), used on the client and on
+        every worker.
+    encoding
+        ``{variable: {key: value}}`` with the Zarr keys a chunk-by-chunk write can honour:
+        ``compressors`` (or ``compressor``), ``filters``, ``serializer`` and ``dtype`` (e.g.
+        ``{"probability": {"dtype": "float16"}}``). Part of the fingerprint: a resume with
+        another encoding is refused.
     progress
-        Show a progress bar (dask's ``ProgressBar`` locally, tqdm on a distributed cluster).
+        Show a progress bar (dask's ``ProgressBar`` locally, tqdm on a distributed cluster);
+        default: in a terminal or notebook only.
     overwrite
-        Replace whatever is at ``store``. Without it, an existing store is resumed when it was
-        started from the same maps, and refused otherwise.
+        The same as ``mode="w"`` (kept for the command line's ``--overwrite``).
 
     Returns
     -------
-    str
-        ``store``, for ``xr.open_zarr``.
+    str or dask.delayed.Delayed
+        ``store`` as a string, for ``xr.open_zarr`` (xarray returns its internal ``ZarrStore``; a
+        path is what a user reopens); with ``compute=False`` the Delayed write, whose result is
+        that string.
 
     Raises
     ------
     InputError
         The parent folder does not exist; ``store`` holds something else (not a miso_xr write, or
-        one from different maps) and ``overwrite`` is False; ``maps`` has no ``y``/``x`` variables.
+        one from different maps) with ``mode="a"``; ``store`` exists with ``mode="w-"``; an
+        unknown ``mode`` or ``encoding`` key; ``maps`` has no ``y``/``x`` variables.
 
     Examples
     --------
     >>> path = to_zarr(maps, "map.zarr", progress=False)     # doctest: +SKIP
     >>> xr.open_zarr(path).label                             # doctest: +SKIP
+    >>> job = to_zarr(maps, "s3://bucket/map.zarr", compute=False,
+    ...               storage_options={"anon": False})       # doctest: +SKIP
+    >>> dask.compute(job)                                    # doctest: +SKIP
     """
     import fsspec
 
+    if mode not in _MODES:
+        raise InputError(
+            f"mode={mode!r}: expected 'a' (create or resume), 'w' (replace) or 'w-' (create only)"
+        )
+    if overwrite:
+        mode = "w"
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise InputError(f"storage_options={storage_options!r}: expected a dict of fsspec options")
+    options = dict(storage_options or {})
     ds = _prepare(maps)
-    fp = _fingerprint(ds)
+    enc = _check_encoding(encoding, ds)
+    fp = _fingerprint(ds) if not enc else _fingerprint(ds, enc)
     target = os.fspath(store)
-    fs, root = fsspec.core.url_to_fs(target)
+    fs, root = fsspec.core.url_to_fs(target, **options)
     local = _is_local(fs)
     if local:
         root = os.path.abspath(root)
@@ -99,29 +137,79 @@ def to_zarr(
     ychunks, xchunks = ds.chunks["y"], ds.chunks["x"]
     regions = [(i, j) for i in range(len(ychunks)) for j in range(len(xchunks))]
 
-    state = _state(fs, root, fp)
-    if state != "absent" and overwrite:
+    state = _state(fs, root, fp, options)
+    if state != "absent" and mode == "w-":
+        raise InputError(
+            f"{target!r} already exists and mode='w-' only creates; use mode='a' to resume a "
+            "write of the same maps or mode='w' to replace it"
+        )
+    if state != "absent" and mode == "w":
         fs.rm(root, recursive=True)
         state = "absent"
     if state == "foreign":
         raise InputError(
-            f"{target!r} already exists and is not a resumable miso_xr write; pass overwrite=True "
-            "to replace it, or choose another path"
+            f"{target!r} already exists and is not a resumable miso_xr write; pass mode='w' "
+            "(overwrite=True) to replace it, or choose another path"
         )
     if state == "different":
         raise InputError(
             f"{target!r} holds an unfinished or finished miso_xr write of different maps (other "
-            "variables, shape, chunks, model or attributes); resuming would mix two maps. Pass "
-            "overwrite=True to start again, or write to another path"
+            "variables, shape, chunks, encoding, model or attributes); resuming would mix two "
+            "maps. Pass mode='w' (overwrite=True) to start again, or write to another path"
         )
     if state in ("absent", "template"):
-        _write_template(ds, target, fp)
-        _put(fs, root, f"{PROGRESS}/template.json", json.dumps({"fingerprint": fp}).encode(), local)
+        _write_template(ds, target, fp, enc, options)
+        data = json.dumps({"fingerprint": fp}).encode()
+        _put(fs, root, f"{PROGRESS}/template.json", data, local)
 
     done = _finished(fs, root)
     todo = [r for r in regions if f"{r[0]}.{r[1]}" not in done]
-    if todo:
-        _compute(_region_tasks(ds, target, root, local, todo), progress)
+    tasks = _region_tasks(ds, target, root, local, todo, options) if todo else []
+    if not compute:
+        import dask
+
+        finish = dask.delayed(_mark_complete, pure=True)
+        key = f"miso-zarr-done-{dask.base.tokenize(target, fp, todo)}"
+        return finish(target, root, local, options, *tasks, dask_key_name=key)
+    if tasks:
+        _compute(tasks, show_progress(progress))
+    _put(fs, root, f"{PROGRESS}/complete", b"", local)
+    return target
+
+
+_MODES = ("a", "w", "w-")
+#: Encoding keys a chunk-by-chunk write honours (CF scaling or Zarr chunks/shards would not be).
+_ENCODING_KEYS = ("compressors", "compressor", "filters", "serializer", "dtype")
+
+
+def _check_encoding(encoding: Any, ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    if encoding is None:
+        return {}
+    if not isinstance(encoding, dict):
+        raise InputError(f"encoding={encoding!r}: expected {{variable: {{key: value}}}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, enc in encoding.items():
+        if name not in ds.data_vars:
+            raise InputError(
+                f"encoding names variable {name!r}; the maps have {[str(v) for v in ds.data_vars]}"
+            )
+        if not isinstance(enc, dict):
+            raise InputError(f"encoding[{name!r}]={enc!r}: expected a dict of Zarr encoding keys")
+        bad = sorted(set(map(str, enc)) - set(_ENCODING_KEYS))
+        if bad:
+            raise InputError(
+                f"encoding[{name!r}] has {bad}: a chunk-by-chunk write honours only "
+                f"{list(_ENCODING_KEYS)}"
+            )
+        out[str(name)] = dict(enc)
+    return out
+
+
+def _mark_complete(target: str, root: str, local: bool, options: dict, *_done: Any) -> str:
+    """The last task of a ``compute=False`` write: every chunk is written, mark the store."""
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(target, **options)
     _put(fs, root, f"{PROGRESS}/complete", b"", local)
     return target
 
@@ -166,7 +254,7 @@ def _prepare(maps: xr.Dataset | xr.DataArray) -> xr.Dataset:
     return ds
 
 
-def _fingerprint(ds: xr.Dataset) -> str:
+def _fingerprint(ds: xr.Dataset, encoding: dict | None = None) -> str:
     """sha256 of what makes two maps the same template (not their values)."""
 
     def clean(attrs: dict) -> dict:
@@ -191,11 +279,13 @@ def _fingerprint(ds: xr.Dataset) -> str:
             "values": digest,
             "attrs": coord.attrs,
         }
-    text = json.dumps(desc, sort_keys=True, default=str)
+    if encoding:  # only when given: stores written without one keep their fingerprint
+        desc["encoding"] = encoding
+    text = json.dumps(desc, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _state(fs: Any, root: str, fp: str) -> str:
+def _state(fs: Any, root: str, fp: str, options: dict | None = None) -> str:
     """absent | template (ours, template unfinished) | resume | different | foreign."""
     if not fs.exists(root):
         return "absent"
@@ -209,7 +299,10 @@ def _state(fs: Any, root: str, fp: str) -> str:
     try:
         import zarr
 
-        attrs = dict(zarr.open_group(fs.unstrip_protocol(root), mode="r").attrs)
+        group = zarr.open_group(
+            fs.unstrip_protocol(root), mode="r", storage_options=options or None
+        )
+        attrs = dict(group.attrs)
     except Exception:  # noqa: BLE001 - anything unreadable as a Zarr group is not ours
         return "foreign"
     if TEMPLATE_ATTR in attrs:
@@ -218,7 +311,9 @@ def _state(fs: Any, root: str, fp: str) -> str:
     return "foreign"
 
 
-def _write_template(ds: xr.Dataset, target: str, fp: str) -> None:
+def _write_template(
+    ds: xr.Dataset, target: str, fp: str, encoding: dict | None = None, options: dict | None = None
+) -> None:
     template = ds.copy()
     template.attrs[TEMPLATE_ATTR] = fp
     with warnings.catch_warnings():
@@ -226,7 +321,15 @@ def _write_template(ds: xr.Dataset, target: str, fp: str) -> None:
         # and zarr-python read it, and readers would otherwise warn that it is missing
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
         # compute=False: metadata and the (numpy) coordinates now, no dask variable computed
-        template.to_zarr(target, mode="w", compute=False, consolidated=True, zarr_format=3)
+        template.to_zarr(
+            target,
+            mode="w",
+            compute=False,
+            consolidated=True,
+            zarr_format=3,
+            encoding=encoding or None,
+            storage_options=options or None,
+        )
 
 
 def _put(fs: Any, root: str, key: str, data: bytes, local: bool) -> None:
@@ -245,7 +348,9 @@ def _finished(fs: Any, root: str) -> set[str]:
     return {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(folder, detail=False)}
 
 
-def _region_tasks(ds: xr.Dataset, target: str, root: str, local: bool, todo: list) -> list:
+def _region_tasks(
+    ds: xr.Dataset, target: str, root: str, local: bool, todo: list, options: dict
+) -> list:
     import dask
 
     names = list(ds.data_vars)
@@ -265,6 +370,7 @@ def _region_tasks(ds: xr.Dataset, target: str, root: str, local: bool, todo: lis
                 target,
                 root,
                 local,
+                options,
                 names,
                 ys,
                 xs,
@@ -280,6 +386,7 @@ def _write_region(
     target: str,
     root: str,
     local: bool,
+    options: dict,
     names: list[str],
     ys: tuple[int, int],
     xs: tuple[int, int],
@@ -290,11 +397,11 @@ def _write_region(
     import fsspec
     import zarr
 
-    group = zarr.open_group(target, mode="r+")
+    group = zarr.open_group(target, mode="r+", storage_options=options or None)
     for name, data in zip(names, parts):
         arr = group[name]
         arr[(Ellipsis, slice(*ys), slice(*xs))] = np.asarray(data, dtype=arr.dtype)
-    fs, _ = fsspec.core.url_to_fs(target)
+    fs, _ = fsspec.core.url_to_fs(target, **options)
     # the marker comes after the data: a marked chunk is always a finished chunk
     _put(fs, root, f"{PROGRESS}/chunks/{marker}", b"", local)
     return marker

@@ -99,6 +99,8 @@ class ObservationReport:
         Label value -> number of rows, for labels outside the classes.
     class_counts
         Class -> number of rows kept.
+    notes
+        Decisions taken for the user (e.g. a label set of their own, its classes sorted).
     """
 
     source: str
@@ -112,6 +114,7 @@ class ObservationReport:
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     unknown_labels: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -144,6 +147,7 @@ class ObservationReport:
                 lines.append(
                     "           e.g. " + ", ".join(f"{k}={_fmt(v)}" for k, v in ex.items())
                 )
+        lines.extend(f"  note: {note}" for note in self.notes)
         if self.class_counts:
             lines.append(
                 "  classes kept: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
@@ -323,11 +327,23 @@ def _infer_task(label_col: Any, raw: pd.Series) -> str:
     soil = {_soil_key(o.lower()) for o in SOIL_ORDERS}
     if values and all(_soil_key(v) in soil for v in values):
         return "soil_order"
+    if values and not any(_is_number(v) for v in values):
+        # words of the user's own (tundra, forest...): a label set named after the column; its
+        # classes are the values found, sorted, and the report says so
+        return str(label_col)
     raise ObservationError(
         f"cannot tell the task of label column {str(label_col)!r} (values like "
         f"{sorted(values)[:5]}); pass task='permafrost', task='soil_order', or classes=[...] "
         "for a label set of your own"
     )
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
 
 
 def _in_region(lon: np.ndarray, lat: np.ndarray, region: Sequence[Sequence[float]]) -> np.ndarray:
@@ -642,6 +658,11 @@ def read_observations(
     keep = reason == ""
 
     report = ObservationReport(source=name, task=str(task), classes=tuple(cats), n_input=n)
+    if classes is None and str(task) not in ("permafrost", "soil_order"):
+        report.notes.append(
+            f"labels of your own: task {str(task)!r} with classes {list(cats)} (the values of "
+            f"column {str(label_col)!r}, sorted); pass classes=[...] to choose them and their order"
+        )
     examples_src = {c: df[c].to_numpy() for c in used if c != "geometry"}
     for why in REASONS:
         if why == "unlabelled":

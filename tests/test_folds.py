@@ -106,3 +106,67 @@ def test_errors():
         spatial_folds(bad)
     with pytest.raises(InputError, match="expected an observation table"):
         spatial_folds(obs.to_numpy())
+
+
+def test_spatial_kfold_is_a_sklearn_splitter_with_the_same_folds():
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import cross_val_score
+
+    from miso_xr import SpatialKFold
+
+    obs = _clustered(seed=4)
+    cv = SpatialKFold(4, distance=1000, seed=2)
+    expected = spatial_folds(obs, distance=1000, k=4, seed=2).to_numpy()
+    splits = list(cv.split(obs))
+    assert cv.get_n_splits() == len(splits) == 4
+    for f, (train, test) in enumerate(splits):
+        assert np.array_equal(test, np.flatnonzero(expected == f))
+        assert np.array_equal(train, np.flatnonzero(expected != f))  # no buffer: all the rest
+    # an (n, 2) array of coordinates gives the same splits; sklearn takes the splitter as cv=
+    same = list(cv.split(obs[["x", "y"]].to_numpy()))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(splits, same))
+    features, target = obs[["x", "y"]].to_numpy(), obs["truth"].to_numpy() % 2
+    scores = cross_val_score(
+        RandomForestClassifier(n_estimators=5, random_state=0), features, target, cv=cv
+    )
+    assert scores.shape == (4,)
+
+
+def test_block_buffer_keeps_points_either_side_of_an_edge_apart():
+    from miso_xr import SpatialKFold
+
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame({"x": rng.uniform(0, 10_000, 400), "y": rng.uniform(0, 10_000, 400)})
+    plain = SpatialKFold(5, distance=2000, method="block")
+    buffered = SpatialKFold(5, distance=2000, method="block", buffer=300)
+    xy = obs[["x", "y"]].to_numpy()
+    leaked = 0
+    for (train0, test0), (train, test) in zip(plain.split(obs), buffered.split(obs)):
+        assert np.array_equal(test0, test)
+        d_plain = cdist(xy[train0], xy[test]).min(axis=1)
+        leaked += int((d_plain < 300).sum())  # without a buffer, neighbours across edges train
+        assert cdist(xy[train], xy[test]).min() > 300  # with it, none closer than the buffer
+        assert set(train) == set(train0[d_plain > 300])  # and nothing farther is dropped
+    assert leaked > 0
+
+
+def test_spatial_kfold_groups_and_bad_inputs():
+    from miso_xr import SpatialKFold
+
+    obs = _clustered(seed=1)
+    cv = SpatialKFold(3)
+    groups = obs["truth"].to_numpy()
+    for train, test in cv.split(obs, groups=groups):
+        assert not set(groups[train]) & set(groups[test])  # a group never straddles a split
+    with pytest.raises(InputError, match="n_splits=1"):
+        SpatialKFold(1)
+    with pytest.raises(InputError, match="buffer=-5"):
+        SpatialKFold(3, buffer=-5)
+    with pytest.raises(InputError, match="method='kmeans'"):
+        SpatialKFold(3, method="kmeans")
+    with pytest.raises(InputError, match=r"X has shape \(4, 3\)"):
+        next(cv.split(np.zeros((4, 3))))
+    with pytest.raises(ObservationError, match=r"X lacks column\(s\) \['y'\]"):
+        next(cv.split(pd.DataFrame({"x": [1.0, 2.0]})))
+    with pytest.raises(ObservationError, match="groups has 2 distinct"):
+        next(cv.split(obs, groups=np.arange(len(obs)) % 2))

@@ -180,9 +180,87 @@ def test_maps_without_a_grid_are_refused(tmp_path):
 
 
 def test_accessor_and_progress_bar(tmp_path, capsys):
-    out = make_maps().miso.to_zarr(str(tmp_path / "p.zarr"))
+    out = make_maps().miso.to_zarr(str(tmp_path / "p.zarr"), progress=True)
     assert "100%" in capsys.readouterr().out  # dask's ProgressBar
     assert xr.open_zarr(out).label.shape == (45, 60)
+    make_maps().miso.to_zarr(str(tmp_path / "q.zarr"))  # default: not a TTY here, so no bar
+    captured = capsys.readouterr()
+    assert "100%" not in captured.out + captured.err
+
+
+def test_modes_follow_xarray(tmp_path):
+    store = tmp_path / "m.zarr"
+    assert to_zarr(make_maps(), store, mode="w-", progress=False) == str(store)
+    with pytest.raises(InputError, match="mode='w-' only creates"):
+        to_zarr(make_maps(), store, mode="w-", progress=False)
+    log = tmp_path / "log"
+    to_zarr(make_maps(log=log), store, mode="a", progress=False)  # finished: nothing recomputed
+    assert _log_lines(log) == []
+    other = make_maps(log=log, attrs={"model_sha256": "cd" * 32})
+    with pytest.raises(InputError, match="different maps.*mode='w'"):
+        to_zarr(other, store, mode="a", progress=False)
+    to_zarr(other, store, mode="w", progress=False)  # replaces
+    assert len(_log_lines(log)) == 12 and xr.open_zarr(store).attrs["model_sha256"] == "cd" * 32
+    with pytest.raises(InputError, match=r"mode='r\+'.*'a'.*'w'.*'w-'"):
+        to_zarr(make_maps(), tmp_path / "x.zarr", mode="r+", progress=False)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_compute_false_returns_a_delayed_write(tmp_path):
+    import dask
+    from dask.delayed import Delayed
+
+    log, store = tmp_path / "log", tmp_path / "m.zarr"
+    job = to_zarr(make_maps(log=log), store, compute=False)
+    assert isinstance(job, Delayed)
+    assert _log_lines(log) == [] and _markers(store) == set()  # metadata only, as xarray
+    assert not (store / ".miso_progress" / "complete").exists()
+    (result,) = dask.compute(job)
+    assert result == str(store) and len(_log_lines(log)) == 12 and len(_markers(store)) == 12
+    assert (store / ".miso_progress" / "complete").exists()
+    _assert_same_store(store, Path(to_zarr(make_maps(), tmp_path / "ref.zarr", progress=False)))
+
+
+def test_storage_options_reach_the_filesystem_everywhere(tmp_path):
+    import fsspec
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class Guarded(MemoryFileSystem):
+        """An in-memory filesystem that needs a token, like a cloud bucket."""
+
+        protocol = ("guardedtest",)
+
+        def __init__(self, *args, token=None, **kwargs):
+            if token != "secret":
+                raise PermissionError(f"token={token!r}: refused")
+            super().__init__(*args, **kwargs)
+
+    fsspec.register_implementation("guardedtest", Guarded, clobber=True)
+    url = f"guardedtest://{tmp_path.name}/m.zarr"
+    with pytest.raises(PermissionError, match="token=None"):
+        to_zarr(make_maps(), url, progress=False)
+    out = to_zarr(make_maps(), url, storage_options={"token": "secret"}, progress=False)
+    assert out == url
+    back = xr.open_zarr(url, storage_options={"token": "secret"})
+    assert np.array_equal(back.label.values, make_maps().label.values)
+
+
+def test_encoding_is_honoured_checked_and_fingerprinted(tmp_path):
+    store = tmp_path / "m.zarr"
+    enc = {"probability": {"dtype": "float16"}}
+    to_zarr(make_maps(), store, encoding=enc, progress=False)
+    back = xr.open_zarr(store)
+    assert back.probability.dtype == np.float16
+    np.testing.assert_allclose(
+        back.probability.values, make_maps().probability.values, rtol=1e-3, equal_nan=True
+    )
+    with pytest.raises(InputError, match="different maps"):  # another encoding: not a resume
+        to_zarr(make_maps(), store, progress=False)
+    with pytest.raises(InputError, match=r"encoding\['label'\] has \['scale_factor'\]"):
+        to_zarr(make_maps(), tmp_path / "a.zarr", encoding={"label": {"scale_factor": 2}})
+    with pytest.raises(InputError, match="encoding names variable 'elevation'"):
+        to_zarr(make_maps(), tmp_path / "b.zarr", encoding={"elevation": {"dtype": "f4"}})
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
 
 def test_irregular_chunks_are_made_uniform(tmp_path):

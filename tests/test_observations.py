@@ -218,7 +218,7 @@ def test_errors_name_the_input(tmp_path):
         read_observations(pd.DataFrame({"lon": [-150.0], "lat": [61.0]}), label="pf")
     with pytest.raises(ObservationError, match="cannot tell the task"):
         read_observations(
-            pd.DataFrame({"lon": [-150.0, -150.1], "lat": [61.0, 61.1], "label": ["a", "b"]})
+            pd.DataFrame({"lon": [-150.0, -150.1], "lat": [61.0, 61.1], "label": [3, 7]})
         )
     with pytest.raises(ObservationError, match="at least two distinct class names"):
         read_observations(
@@ -395,3 +395,26 @@ def test_real_pedons_against_a_cube(shared_data):
     # the row at lon 25 E (not a lost sign: its negation is in the Atlantic) is outside the cube
     stray = raw.index[(raw["lon"] > 0) & (raw["lon"] < 100)]
     assert len(stray) and not set(stray) & set(obs.index)
+
+
+def test_unknown_string_labels_become_a_label_set_of_your_own_sorted_and_reported():
+    df = pd.DataFrame(
+        {
+            "lon": [-150.0, -150.1, -150.2, -150.3],
+            "lat": [61.0, 61.1, 61.2, 61.3],
+            "vegetation": ["tundra", "Forest", "shrub", "forest"],
+        }
+    )
+    obs = read_observations(df, label="vegetation")
+    assert obs.attrs["task"] == "vegetation"
+    assert list(obs["label"].cat.categories) == ["forest", "shrub", "tundra"]
+    assert list(obs["label"]) == ["tundra", "forest", "shrub", "forest"]
+    assert obs.attrs["classes"] == ["forest", "shrub", "tundra"]
+    text = str(obs.attrs["report"])
+    assert (
+        "labels of your own: task 'vegetation' with classes ['forest', 'shrub', 'tundra']" in text
+    )
+    assert "sorted" in text
+    # a built-in task says nothing of the kind
+    pf = read_observations(df.assign(permafrost=[0, 1, 1, 0]), label="permafrost")
+    assert pf.attrs["report"].notes == []

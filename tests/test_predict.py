@@ -19,6 +19,9 @@ from miso_xr.infer.predict import check_cube, predict
 from miso_xr.infer.windows import window_weights
 from miso_xr.spec import ModelSpec
 
+# these tests cut chunks thinner than the halo on purpose; test_chunks.py tests the warning
+THIN_CHUNKS = pytest.mark.filterwarnings("ignore::miso_xr.exceptions.RechunkWarning")
+
 BANDS = (("optical", ("B04", "B03", "B02")), ("covariates", ("elevation",)))
 
 
@@ -142,6 +145,7 @@ def reference_map(cube, model, window, stride):
     return prob
 
 
+@THIN_CHUNKS
 def test_matches_a_plain_numpy_reference(toy):
     cube = toy_cube(height=90, width=70, chunks=40)
     maps = predict(cube, toy, window=16, stride=8).compute(scheduler="threads")
@@ -151,6 +155,7 @@ def test_matches_a_plain_numpy_reference(toy):
     assert np.nanmax(np.abs(got - ref)) <= 1e-5
 
 
+@THIN_CHUNKS
 def test_seamless_whatever_the_chunking_and_halo(toy):
     # y has 1030 rows so that chunks of 256, 512, 1000 and one chunk all cut it differently
     results = {}
@@ -447,6 +452,7 @@ def _small_miso(spec_window=32):
 
 
 @pytest.mark.slow  # ~5-12 s on 2 shared cores: MISO queries its LIIF at every pixel of a window
+@THIN_CHUNKS
 def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes):
     model = _small_miso()
     model.save(tmp_path / "miso.safetensors")
@@ -461,6 +467,7 @@ def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes)
     assert np.allclose(mc.probability.values.sum(0), 1, atol=1e-5)
 
 
+@THIN_CHUNKS
 def test_random_forest_through_predict(tmp_path):
     pytest.importorskip("miso_xr.training.baseline")
     import pandas as pd

@@ -31,6 +31,7 @@ __all__ = [
     "modality_array",
     "require_bands",
     "select_modalities",
+    "spatial_chunks",
 ]
 
 #: Canonical band names of the optical (Sentinel-2 L2A, in MISO's order) and SAR modalities,
@@ -178,18 +179,86 @@ class Grid:
         return (row >= 0) & (row < self.height) & (col >= 0) & (col < self.width)
 
 
+#: What ``chunks=`` accepts, in the words of the error message (as ``xarray.Dataset.chunk`` does).
+_CHUNKS_HELP = (
+    'an int (pixels along y and x; -1 = one chunk), "auto" (dask\'s array.chunk-size), a dict '
+    '{"y": .., "x": ..} of those (a missing dim is one chunk), or (y, x)'
+)
+
+
+def spatial_chunks(
+    chunks: Any, shape: tuple[int, int], *, bands: int = 1, name: str = "chunks"
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``chunks=`` as xarray accepts it, resolved to explicit ``(y_chunks, x_chunks)``.
+
+    Accepts an int (``-1``: one chunk), ``"auto"`` (dask's ``array.chunk-size`` for a float32
+    array of ``bands`` bands, never split along bands), ``{"y": .., "x": ..}`` (values: int, -1,
+    ``"auto"``, ``None`` or explicit chunk sizes; a missing dimension is one chunk, as for an
+    unchunked array in ``Dataset.chunk``) or a ``(y, x)`` pair. Every cube reader resolves its
+    ``chunks=`` here, so the same value gives the same chunks whichever reader is used.
+
+    >>> spatial_chunks({"x": 40}, (100, 100))
+    ((100,), (40, 40, 20))
+    >>> spatial_chunks(-1, (10, 20))
+    ((10,), (20,))
+    """
+    import dask.array as da
+
+    def bad(why: str) -> InputError:
+        return InputError(f"{name}={chunks!r}: {why}; expected {_CHUNKS_HELP}")
+
+    def one(value: Any, dim: str) -> Any:
+        if value is None:
+            return -1
+        if isinstance(value, bool):
+            raise bad(f"{dim}: a bool is not a chunk size")
+        if isinstance(value, (int, np.integer)):
+            if value == 0 or value < -1:
+                raise bad(f"{dim}: a chunk size must be positive or -1")
+            return int(value)
+        if value == "auto":
+            return "auto"
+        if isinstance(value, (tuple, list)) and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in value
+        ):
+            return tuple(int(v) for v in value)
+        raise bad(f"{dim}: {value!r} is not a chunk size")
+
+    if isinstance(chunks, Mapping):
+        unknown = (
+            set(map(str, chunks))
+            - {"y", "x"}
+            - {k for k in map(str, chunks) if k.endswith("_band")}
+        )
+        if unknown:
+            raise bad(f"unknown dimension(s) {sorted(unknown)}")
+        spec = (one(chunks.get("y"), "y"), one(chunks.get("x"), "x"))
+    elif isinstance(chunks, (tuple, list)) and len(chunks) == 2:
+        spec = (one(chunks[0], "y"), one(chunks[1], "x"))
+    else:
+        spec = (one(chunks, "y and x"), one(chunks, "y and x"))
+    try:
+        out = da.core.normalize_chunks(
+            (-1, *spec), shape=(max(int(bands), 1), *shape), dtype=np.float32
+        )
+    except ValueError as err:  # explicit sizes that do not add up to the grid
+        raise bad(f"{err} (grid {shape[0]} x {shape[1]} pixels)") from None
+    return tuple(out[1]), tuple(out[2])
+
+
 def make_cube(
     modalities: Mapping[str, tuple[Any, Sequence[str]]],
     grid: Grid,
     *,
-    chunks: int | Mapping[str, int] | None = None,
+    chunks: int | str | Mapping[str, Any] | tuple[Any, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Assemble a cube from arrays already on ``grid``.
 
     ``modalities`` maps a modality name to ``(array, band_names)`` with ``array`` of shape
-    ``(band, y, x)`` (numpy or dask). Values become float32; ``chunks`` (pixels along y and x)
-    makes numpy input dask-backed.
+    ``(band, y, x)`` (numpy or dask). Values become float32. ``chunks`` takes what
+    ``xarray.Dataset.chunk`` takes (an int, -1, ``"auto"``, ``{"y": .., "x": ..}``; see
+    :func:`spatial_chunks`) and makes numpy input dask-backed; ``None`` leaves arrays as given.
 
     >>> import numpy as np
     >>> g = Grid("EPSG:3338", 0.0, 640.0, 10.0, 64, 64)
@@ -218,10 +287,9 @@ def make_cube(
     ds["y"].attrs.update(units="metre", long_name="y coordinate of pixel centre", axis="Y")
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
     if chunks is not None:
-        if isinstance(chunks, int):
-            spec = {"y": chunks, "x": chunks}
-        else:
-            spec = dict(chunks)
+        nb = max((len(b) for _, b in modalities.values()), default=1)
+        ychunks, xchunks = spatial_chunks(chunks, grid.shape, bands=nb)
+        spec: dict[str, Any] = {"y": ychunks, "x": xchunks}
         spec.update({band_dim(m): -1 for m in modalities})
         ds = ds.chunk(spec)
     return ds

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from ..exceptions import InputError
-from .grid import Grid, make_cube
+from .grid import Grid, make_cube, spatial_chunks
 from .terrain import TERRAIN_BANDS, terrain
 
 __all__ = ["open_rasters", "raster_grid"]
@@ -101,7 +101,7 @@ def _read_block(
     return np.ma.filled(data.astype("float32"), np.nan)
 
 
-def _layer(path: str, grid: Grid, *, chunks: int, resampling: str) -> Any:
+def _layer(path: str, grid: Grid, *, chunks: tuple[tuple[int, ...], ...], resampling: str) -> Any:
     import dask.array as da
 
     src_grid = raster_grid(path)
@@ -119,7 +119,7 @@ def _layer(path: str, grid: Grid, *, chunks: int, resampling: str) -> Any:
         grid,
         resampling,
         aligned,
-        chunks=da.core.normalize_chunks((chunks, chunks), grid.shape),
+        chunks=chunks,
         dtype="float32",
         meta=np.empty((0, 0), dtype="float32"),
         name=f"open-raster-{Path(path).name}-" + da.core.tokenize(path, grid, resampling, aligned),
@@ -136,7 +136,7 @@ def open_rasters(
     layers: Mapping[str, Mapping[str, str | os.PathLike[str]]],
     *,
     like: Grid | xr.Dataset | xr.DataArray | None = None,
-    chunks: int = 1024,
+    chunks: int | str | Mapping[str, Any] | tuple[Any, Any] = 1024,
     resampling: str = "bilinear",
     categorical: Iterable[str] = (),
     derive_terrain: bool = False,
@@ -154,7 +154,9 @@ def open_rasters(
         The target grid: a :class:`Grid`, or a cube whose grid to match. Default: the grid of the
         first raster.
     chunks
-        Dask chunk size in pixels along ``y`` and ``x``.
+        Dask chunks along ``y`` and ``x``, as ``xarray.Dataset.chunk`` takes them: pixels (an
+        int; -1 = one chunk), ``"auto"``, or ``{"y": .., "x": ..}``
+        (:func:`~miso_xr.cube.grid.spatial_chunks`).
     resampling
         GDAL resampling for continuous layers warped onto the grid (``"bilinear"``, ``"cubic"``,
         ``"nearest"``...). Layers already on the grid's lattice are read exactly.
@@ -191,8 +193,6 @@ def open_rasters(
         raise InputError(
             f"resampling={resampling!r}: expected one of {sorted(Resampling.__members__)}"
         )
-    if not (isinstance(chunks, int) and chunks > 0):
-        raise InputError(f"chunks={chunks!r}: expected a positive number of pixels")
     categorical = set(categorical)
     paths: dict[str, dict[str, str]] = {}
     missing = []
@@ -226,13 +226,15 @@ def open_rasters(
             grid = Grid.from_dataset(like)
         else:
             raise InputError(f"like={type(like).__name__}: expected a Grid, a cube or None")
+        nb = max(len(b) + (len(TERRAIN_BANDS) if derive_terrain else 0) for b in paths.values())
+        yx_chunks = spatial_chunks(chunks, grid.shape, bands=nb)
         arrays: dict[str, tuple[Any, list[str]]] = {}
         for mod, bands in paths.items():
             data = {
                 b: _layer(
                     p,
                     grid,
-                    chunks=chunks,
+                    chunks=yx_chunks,
                     resampling="nearest" if b in categorical else resampling,
                 )
                 for b, p in bands.items()
@@ -259,7 +261,9 @@ def open_rasters(
         raise
     except Exception as err:  # rasterio/GDAL: not a raster, unreadable header
         raise InputError(f"cannot read the rasters {paths}: {err}") from None
-    cube = make_cube(arrays, grid, chunks=chunks, attrs={"source": "rasters"})
+    cube = make_cube(
+        arrays, grid, chunks={"y": yx_chunks[0], "x": yx_chunks[1]}, attrs={"source": "rasters"}
+    )
     for mod, bands in paths.items():
         cube[mod].attrs["files"] = [f"{b}={p}" for b, p in bands.items()]
         cube[mod].attrs["categorical"] = [b for b in bands if b in categorical]

@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ..cube.grid import Grid, band_dim
-from ..exceptions import IncompatibleCubeError, InputError, MissingBandError
+from ..exceptions import IncompatibleCubeError, InputError, MissingBandError, RechunkWarning
 from ..spec import CLASS_DIM
 from .windows import WindowPlan, blend_windows
 from .workers import ModelRef, device_lock, get_model, model_ref, resolve_device
@@ -241,6 +241,12 @@ def predict(
         new_x = ensure_minimum_chunksize(max(hx, 1), xchunks) if len(xchunks) > 1 else xchunks
         if (new_y, new_x) == (ychunks, xchunks):
             break
+        _say_rechunk(
+            f"chunks thinner than the {max(hy, hx)}-pixel halo the windows need (window="
+            f"{plan.window}, stride={plan.stride}) were grown: y "
+            f"{_sizes(ychunks)} -> {_sizes(new_y)}, x {_sizes(xchunks)} -> {_sizes(new_x)}; "
+            f"chunks of at least {max(hy, hx)} pixels avoid this"
+        )
         ychunks, xchunks = tuple(new_y), tuple(new_x)
         stack = stack.rechunk({1: ychunks, 2: xchunks})
     overlapped = da.overlap.overlap(
@@ -328,20 +334,53 @@ def _stack(cube: xr.Dataset, spec: Any):
     import dask.array as da
 
     arrays, counts = [], []
-    chunks = None
+    chunks = first = None
     for mod, bands in spec.modalities:
         var = cube[mod].sel({band_dim(mod): list(bands)})
         data = var.data
         if not isinstance(data, da.Array):
             data = da.from_array(np.asarray(data), chunks=(-1, 1024, 1024))
         if chunks is None:
-            chunks = data.chunks[1:]
-        # modalities chunked differently are aligned on the first one's chunks
+            chunks, first = data.chunks[1:], mod
+        elif data.chunks[1:] != chunks:
+            _say_rechunk(
+                f"modality {mod!r} is chunked differently from {first!r} (y {_sizes(data.chunks[1])}"
+                f", x {_sizes(data.chunks[2])} vs y {_sizes(chunks[0])}, x {_sizes(chunks[1])}): "
+                f"rechunked to {first!r}'s chunks, because a window reads every modality at once; "
+                "open the cube with one chunks= for all modalities to avoid this"
+            )
+        if len(data.chunks[0]) > 1:
+            _say_rechunk(
+                f"modality {mod!r} is split along {band_dim(mod)!r} ({len(data.chunks[0])} chunks): "
+                "joined into one, because the model reads all bands of a pixel together; chunk "
+                f"only y and x ({band_dim(mod)}: -1) to avoid this"
+            )
         data = data.rechunk((-1, *chunks))
         arrays.append(data.astype(np.float32, copy=False))
         counts.append((mod, len(bands)))
     stack = da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
     return stack.rechunk({0: -1}), tuple(counts)
+
+
+def _sizes(chunks: Sequence[int]) -> str:
+    """Chunk sizes, briefly: ``256x3+100`` for ``(256, 256, 256, 100)``."""
+    chunks = list(chunks)
+    if not chunks:
+        return "()"
+    head, n = chunks[0], 1
+    while n < len(chunks) and chunks[n] == head:
+        n += 1
+    rest = chunks[n:]
+    out = f"{head}x{n}" if n > 1 else str(head)
+    if rest:
+        out += "+" + ("+".join(map(str, rest)) if len(rest) <= 3 else f"{len(rest)} more")
+    return out
+
+
+def _say_rechunk(why: str) -> None:
+    import warnings
+
+    warnings.warn(f"predict rechunks the cube: {why}", RechunkWarning, stacklevel=4)
 
 
 def _offsets(chunks: Sequence[int]) -> list[int]:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._progress import show_progress
 from ..cube.grid import Grid, select_modalities
 from ..exceptions import InputError, ObservationError
 from ..spec import TASK_CLASSES, ModelSpec, Normalisation
@@ -432,7 +433,7 @@ def train(
     max_shift: int | None = None,
     seed: int = 0,
     device: str = "auto",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Any:
     """Train a MISO model on sparse labelled points of a cube.
 
@@ -484,7 +485,8 @@ def train(
     device
         ``"auto"`` (CUDA when present, with mixed precision), ``"cpu"`` or ``"cuda[:i]"``.
     progress
-        Show a tqdm progress bar over epochs.
+        Show a tqdm progress bar over epochs; default: in a terminal or notebook, not in logs
+        (:func:`miso_xr._progress.show_progress`).
 
     Returns
     -------
@@ -719,7 +721,9 @@ def train(
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        bar = tqdm(range(epochs), desc="train MISO", unit="epoch", disable=not progress)
+        bar = tqdm(
+            range(epochs), desc="train MISO", unit="epoch", disable=not show_progress(progress)
+        )
         stale = 0
         for epoch in bar:
             net.train()
