@@ -55,8 +55,9 @@ def test_cli_train_predict_evaluate_and_hub_verify(scene_files, tmp_path, capsys
     dem = next((scene_files.root / "assets" / "cop-dem-glo-30").rglob("*.tif"))
     raster = ["--raster", f"covariates:elevation={dem}", "--chunks", "64"]
     obs = str(scene_files.observations_csv)
-    ckpt = tmp_path / "m.safetensors"
+    ckpt = tmp_path / "perm_tiny.safetensors"
     args = ["train", *raster, "--observations", obs, "--label", "permafrost"]
+    args += ["--seed", "3", "--threads", "1", "--quiet"]
     assert main([*args, "--epochs", "1", "--out", str(ckpt)]) == 0
     assert "sha256" in capsys.readouterr().out
     cog = tmp_path / "map.tif"
@@ -69,8 +70,10 @@ def test_cli_train_predict_evaluate_and_hub_verify(scene_files, tmp_path, capsys
     png = tmp_path / "scores.png"
     args = ["evaluate", *raster, "--models", str(ckpt), "--observations", obs]
     args += ["--label", "permafrost", "-k", "3", "--fold-distance", "100"]
-    assert main([*args, "--out", str(png)]) == 0
-    assert png.stat().st_size > 0 and "balanced_accuracy" in capsys.readouterr().out
+    assert main([*args, "--out", str(png), "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert png.stat().st_size > 0 and "balanced_accuracy" in printed
+    assert "perm_tiny" in printed and "MisoModel" not in printed  # named after its file
     assert main(["hub", "verify", str(ckpt)]) == 0
 
 
@@ -82,3 +85,39 @@ def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
     assert main(["predict", "--model", "m", "--out", str(out)]) == 2
     assert "--bbox" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_options_quiet_threads_and_model_names(monkeypatch):
+    import dask
+    import torch
+
+    from miso_xr import _progress
+    from miso_xr.cli import _model_names, _parser, _setup
+
+    assert _model_names(
+        ["runs/perm.safetensors", "https://h/x/rf.safetensors?sig=1", "hubname"]
+    ) == [
+        "perm",
+        "rf",
+        "hubname",
+    ]
+    assert _model_names(["a/m.safetensors", "b/m.safetensors"]) == [
+        "a/m.safetensors",
+        "b/m.safetensors",
+    ]
+    monkeypatch.setattr(_progress, "_quiet", False)
+    monkeypatch.setattr(_progress, "_in_notebook", lambda: False)
+    monkeypatch.setattr("sys.stderr", type("Tty", (), {"isatty": lambda self: True})())
+    assert _progress.show_progress() is True  # a terminal: bars on
+    before = torch.get_num_threads()
+    try:
+        with dask.config.set(num_workers=None):
+            _setup(_parser().parse_args(["demo", "--quiet", "--threads", "1"]))
+            assert dask.config.get("num_workers") == 1
+        assert torch.get_num_threads() == 1
+        assert _progress.show_progress() is False  # --quiet: off even in a terminal
+        assert _progress.show_progress(True) is True  # an explicit progress=True still wins
+    finally:
+        torch.set_num_threads(before)
+    args = _parser().parse_args(["predict", "--model", "m", "--out", "o", "--chunks", "auto"])
+    assert args.chunks == "auto"

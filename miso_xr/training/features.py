@@ -14,7 +14,7 @@ import numpy as np
 
 from ..observations import _sample_points
 
-__all__ = ["points_xy", "sample_points"]
+__all__ = ["on_crs", "points_xy", "sample_points"]
 
 
 def sample_points(
@@ -96,3 +96,41 @@ def points_xy(obs: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
         f"the observation table has no x/y or lon/lat columns (found {list(obs.columns)}); "
         "read it with miso_xr.read_observations"
     )
+
+
+def on_crs(obs: Any, crs: str) -> Any:
+    """The observation table with ``x``/``y`` in ``crs`` (a projected copy when its CRS differs).
+
+    Training, evaluation and the Random Forest call this, so observations read in any CRS
+    (``obs.attrs["crs"]``) land on the cube's grid. A table without a recorded CRS is taken to be
+    in ``crs`` already, and returned as is.
+
+    >>> import pandas as pd
+    >>> obs = pd.DataFrame({"x": [500000.0], "y": [7200000.0], "label": ["present"]})
+    >>> obs.attrs["crs"] = "EPSG:32606"
+    >>> moved = on_crs(obs, "EPSG:3338")
+    >>> moved.attrs["crs"], [round(v) for v in moved[["x", "y"]].iloc[0]]
+    ('EPSG:3338', [330507, 1680031])
+    """
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    from ..exceptions import InputError
+
+    src = obs.attrs.get("crs")
+    if src is None:
+        return obs
+    try:
+        same = CRS.from_user_input(src) == CRS.from_user_input(crs)
+    except CRSError as err:
+        raise InputError(
+            f"observations have CRS {src!r} (obs.attrs['crs']) that pyproj cannot read ({err}); "
+            "set it to an EPSG code or WKT, e.g. 'EPSG:4326'"
+        ) from None
+    if same:
+        return obs
+    x, y = points_xy(obs, crs)
+    out = obs.copy()
+    out["x"], out["y"] = x, y
+    out.attrs = {**obs.attrs, "crs": crs, "projected_from": str(src)}
+    return out

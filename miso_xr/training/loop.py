@@ -40,6 +40,7 @@ from ..cube.grid import Grid, select_modalities
 from ..exceptions import InputError, ObservationError
 from ..spec import TASK_CLASSES, ModelSpec, Normalisation
 from .crops import Crops, extract_crops
+from .features import on_crs, points_xy
 
 __all__ = ["TASK_CLASSES", "train", "predict_points", "validation_split"]
 
@@ -95,19 +96,6 @@ def _resolve_task(obs: pd.DataFrame, task: str | None) -> tuple[str, tuple[str, 
             f"obs['label'] has {len(classes)} class {list(classes)}; a classifier needs at least 2"
         )
     return task, classes
-
-
-def _check_crs(obs: pd.DataFrame, grid: Grid, name: str = "obs") -> None:
-    crs = obs.attrs.get("crs")
-    if not crs:
-        return
-    from pyproj import CRS
-
-    if CRS.from_user_input(crs) != CRS.from_user_input(grid.crs):
-        raise InputError(
-            f"{name} coordinates are in {crs}; the cube is in {grid.crs}. Read them with "
-            "miso_xr.read_observations(..., cube=cube) so x/y are in the cube's CRS"
-        )
 
 
 def validation_split(
@@ -383,8 +371,8 @@ def predict_points(
     """
     from .crops import predict_points as _pp
 
-    if isinstance(x, pd.DataFrame):
-        x, y = x["x"].to_numpy(), x["y"].to_numpy()
+    if isinstance(x, pd.DataFrame):  # in the table's CRS: projected onto the cube's
+        x, y = points_xy(x, Grid.from_dataset(cube).crs)
     if y is None:
         raise InputError("predict_points needs y coordinates (or an observations table as x)")
     return _pp(model, cube, x, y, batch_size=batch_size, device=device)
@@ -513,7 +501,7 @@ def train(
     task, classes = _resolve_task(obs, task)
     mods = select_modalities(cube, modalities)
     gridspec = Grid.from_dataset(cube)
-    _check_crs(obs, gridspec)
+    obs = on_crs(obs, gridspec.crs)  # observations in another CRS: projected onto the cube
     cfg = _resolve_config(config)
     cfg_name = cfg.name
     window = int(cfg.crop if window is None else window)
@@ -573,7 +561,7 @@ def train(
             raise ObservationError(
                 f"val_obs classes {list(vclasses)} differ from obs classes {list(classes)}"
             )
-        _check_crs(val_obs, gridspec, "val_obs")
+        val_obs = on_crs(val_obs, gridspec.crs)
         vl = val_obs[val_obs["label"].notna()]
         vl = vl[gridspec.contains(vl["x"].to_numpy(), vl["y"].to_numpy())]
         tr_idx = np.arange(len(lab))
