@@ -165,6 +165,8 @@ def _download(
     """
     from tqdm.auto import tqdm
 
+    from .._progress import show_progress
+
     blobs = cache / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     for stale in blobs.glob(f".{key}.*.part"):  # left by a killed process; we hold the lock
@@ -179,7 +181,12 @@ def _download(
             # stop reading past the expected size: a wrong or endless body cannot fill the disk
             cap = size + 1 if size is not None else None
             with tqdm(
-                total=size or n, unit="B", unit_scale=True, desc=label, disable=None, leave=False
+                total=size or n,
+                unit="B",
+                unit_scale=True,
+                desc=label,
+                disable=not show_progress(),
+                leave=False,
             ) as bar:
                 while True:
                     want = _CHUNK if cap is None else min(_CHUNK, cap - received)
