@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import warnings
@@ -385,6 +386,44 @@ def test_items_given_with_earth_search_names_and_raster_offsets(scene):
     )
 
 
+def test_datetime_as_pystac_client_takes_it(scene):
+    text = open_scene(scene, modalities=("optical",))
+    for when in [
+        (dt.date(2021, 1, 1), dt.date(2022, 12, 31)),
+        (dt.datetime(2021, 1, 1), dt.datetime(2022, 12, 31, 23, 59, 59, 999999)),
+        ["2021-01-01", "2022-12-31"],
+    ]:
+        cube = open_scene(scene, modalities=("optical",), datetime=when)
+        assert cube["optical"].attrs["scenes"] == text["optical"].attrs["scenes"] == 5
+        assert cube.attrs["datetime"].startswith("2021-01-01")
+    np.testing.assert_array_equal(cube["optical"].values, text["optical"].values)
+    # an open end (None), as in pystac-client: the same scenes here
+    open_end = open_scene(scene, modalities=("optical",), datetime=(dt.date(2021, 1, 1), None))
+    assert open_end.attrs["datetime"] == "2021-01-01/.."
+    assert open_end["optical"].attrs["scenes"] == 5
+
+
+def test_items_need_no_datetime(scene):
+    items = [d for d in scene.items if d["collection"] == "cop-dem-glo-30"]
+    cube = open_stac(bbox=BBOX, items=items, modalities=("covariates",), resolution=RES, chunks=16)
+    np.testing.assert_array_equal(cube["covariates"].sel(covariates_band="elevation"), scene.dem)
+    with pytest.raises(InputError, match=r"datetime=None: .*\(or items=\)"):
+        open_stac(bbox=BBOX, catalog=scene.api_url, modalities=("covariates",))
+
+
+@pytest.mark.parametrize("chunks", [-1, "auto", {"y": 16, "x": 24}, {"x": 16}, (8, 16)])
+def test_chunks_as_xarray_takes_them(scene, chunks):
+    from miso_xr.cube.grid import spatial_chunks
+
+    items = [d for d in scene.items if d["collection"] == "cop-dem-glo-30"]
+    cube = open_stac(
+        bbox=BBOX, items=items, modalities=("covariates",), resolution=RES, chunks=chunks
+    )
+    yc, xc = spatial_chunks(chunks, scene.grid.shape, bands=9)
+    assert cube["covariates"].chunks == ((6,), yc, xc)
+    np.testing.assert_array_equal(cube["covariates"].sel(covariates_band="elevation"), scene.dem)
+
+
 def test_dB_units(scene):
     cube = open_scene(scene, modalities=("sar",), sar_units="dB")
     assert cube["sar"].attrs["units"] == "dB"
@@ -441,6 +480,11 @@ def test_stalled_api_times_out(tmp_path):
         (dict(season=("6-15", "08-15")), "MM-DD"),
         (dict(datetime="2022-08-01/2021-01-01"), "end is before"),
         (dict(datetime="last summer"), "ISO 8601"),
+        (dict(datetime=("2021-01-01", "2021-06-01", "2021-09-01")), r"a \(start, end\) pair"),
+        (dict(datetime=2021), "datetime or date"),
+        (dict(datetime=(dt.date(2022, 1, 1), dt.date(2021, 1, 1))), "end is before"),
+        (dict(chunks=0), r"chunks=0: .*expected an int"),
+        (dict(chunks={"time": 4}), r"unknown dimension\(s\) \['time'\]"),
         (dict(sar_units="decibel"), "sar_units"),
     ],
 )

@@ -9,11 +9,18 @@ from typing import Any
 import xarray as xr
 
 from ...exceptions import InputError
-from ..grid import Grid, make_cube
+from ..grid import OPTICAL_BANDS, Grid, make_cube, spatial_chunks
 from .catalogs import COLLECTIONS, MODALITIES, SCL_MASKED, _catalog_url
 from .loading import gdal_env
 from .modalities import build_layer
-from .search import _check_datetime, _check_season, _plain, _restore_epsg, gather_items
+from .search import (
+    _check_datetime,
+    _check_season,
+    _plain,
+    _restore_epsg,
+    datetime_text,
+    gather_items,
+)
 from .signing import sign_items
 
 
@@ -100,12 +107,12 @@ def _grid_lonlat_bbox(grid: Grid) -> tuple[float, float, float, float]:
 def open_stac(
     *,
     bbox: Sequence[float] | None = None,
-    datetime: str | None,
+    datetime: Any = None,
     catalog: str = "planetary-computer",
     modalities: Sequence[str] = ("optical", "covariates"),
     crs: str = "EPSG:3338",
     resolution: float = 10,
-    chunks: int = 1024,
+    chunks: int | str | Mapping[str, Any] | tuple[Any, Any] = 1024,
     items: Any = None,
     season: tuple[str, str] | None = None,
     max_cloud: float | None = 50.0,
@@ -130,8 +137,9 @@ def open_stac(
     bbox
         ``(west, south, east, north)`` in degrees (WGS84 lon/lat).
     datetime
-        Time range, ``"2019-06-15/2023-08-15"`` (ISO 8601, ``..`` for an open end). ``None`` only
-        with ``items=``.
+        Time range as pystac-client takes it: ``"2019-06-15/2023-08-15"`` (ISO 8601, ``..`` for
+        an open end), a ``datetime`` or ``date``, or a ``(start, end)`` pair of those (``None``
+        for an open end). Not needed with ``items=`` (then it only filters them).
     catalog
         ``"planetary-computer"``, ``"earth-search"`` or any STAC API URL.
     modalities
@@ -140,7 +148,9 @@ def open_stac(
         The grid: a projected CRS with an EPSG code and the pixel size in metres. The grid's corner
         is the projected bbox's west/north corner (see :func:`grid_for_bbox`).
     chunks
-        Dask chunk size in pixels along ``y`` and ``x``.
+        Dask chunks along ``y`` and ``x`` as ``xarray.Dataset.chunk`` takes them: pixels (an int;
+        -1 = one chunk), ``"auto"``, or ``{"y": .., "x": ..}``
+        (:func:`~miso_xr.cube.grid.spatial_chunks`).
     items
         A pystac ``ItemCollection``, a list of Items or item dicts (or a FeatureCollection dict):
         no search; each item is used for the modality its ``collection`` belongs to.
@@ -209,14 +219,15 @@ def open_stac(
         grid = grid_for_bbox((w, s, e, n), crs=crs, resolution=resolution)
     window = _check_datetime(datetime)
     season_md = _check_season(season)
-    if not (isinstance(chunks, int) and chunks > 0):
-        raise InputError(f"chunks={chunks!r}: expected a positive number of pixels")
+    ychunks, xchunks = spatial_chunks(chunks, grid.shape, bands=len(OPTICAL_BANDS))
     if sar_units not in ("linear", "dB"):
         raise InputError(f"sar_units={sar_units!r}: expected 'linear' or 'dB'")
     if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
         raise InputError(f"max_cloud={max_cloud!r}: expected a percentage in [0, 100] or None")
     if items is None and datetime is None:
-        raise InputError("datetime=None: give a time range such as '2019-06-15/2023-08-15'")
+        raise InputError(
+            "datetime=None: give a time range such as '2019-06-15/2023-08-15' (or items=)"
+        )
     colls = dict(COLLECTIONS, covariates=dem)
     colls.update(dict(collections or {}))
     env = gdal_env(timeout=timeout, extra=gdal_options)
@@ -250,7 +261,7 @@ def open_stac(
             mod,
             found,
             grid,
-            chunks=chunks,
+            chunks=(ychunks, xchunks),
             resampling=resampling,
             dem_resampling=dem_resampling,
             scl_mask=scl_mask,
@@ -263,12 +274,12 @@ def open_stac(
     cube = make_cube(
         arrays,
         grid,
-        chunks=chunks,
+        chunks={"y": ychunks, "x": xchunks},
         attrs={
             "source": "STAC",
             "catalog": url,
             "bbox": [w, s, e, n],
-            "datetime": str(datetime),
+            "datetime": str(datetime_text(datetime)),
             "season": "" if season is None else "/".join(season),
             "resolution": float(grid.resolution),
             "crs": grid.crs,

@@ -43,7 +43,7 @@ def _stack(
     bands: Sequence[str],
     grid: Grid,
     *,
-    chunks: int,
+    chunks: Any,
     resampling: str,
     env,
 ) -> xr.DataArray:

@@ -75,7 +75,7 @@ def build_layer(
     items: list[dict],
     grid: Grid,
     *,
-    chunks: int,
+    chunks: Any,
     resampling: str,
     dem_resampling: str,
     scl_mask: tuple[int, ...],

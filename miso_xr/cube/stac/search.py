@@ -36,13 +36,55 @@ def _parse_time(part: str, *, end: bool) -> pd.Timestamp | None:
     return ts
 
 
+_DATETIME_HELP = (
+    "expected 'YYYY-MM-DD/YYYY-MM-DD' (ISO 8601, '..' for open ends), a datetime or date, or a "
+    "(start, end) pair of those (None for an open end), as pystac-client takes"
+)
+
+
+def _one_time(value: Any) -> str:
+    """One end of a range as ISO 8601 text ('..' for None); a date stays a whole day."""
+    import datetime as dt
+
+    if value is None:
+        return ".."
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dt.datetime):  # before date: a datetime is a date too
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(value)
+
+
+def datetime_text(datetime: Any) -> str | None:
+    """``datetime=`` as pystac-client takes it (text, datetime, date, 2-tuple) -> ISO text.
+
+    >>> import datetime as dt
+    >>> datetime_text((dt.date(2019, 6, 15), None))
+    '2019-06-15/..'
+    >>> datetime_text(dt.datetime(2020, 7, 1, 12))
+    '2020-07-01T12:00:00.000000Z'
+    """
+    if datetime is None or isinstance(datetime, str):
+        return datetime
+    try:
+        if isinstance(datetime, (tuple, list)):
+            if len(datetime) != 2:
+                raise TypeError(datetime)
+            return f"{_one_time(datetime[0])}/{_one_time(datetime[1])}"
+        return _one_time(datetime)
+    except TypeError:
+        raise InputError(f"datetime={datetime!r}: {_DATETIME_HELP}") from None
+
+
 def _check_datetime(datetime: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
     if datetime is None:
         return None, None
-    if not isinstance(datetime, str):
-        raise InputError(
-            f"datetime={datetime!r}: expected a string such as '2019-06-15/2023-08-15'"
-        )
+    given = datetime
+    datetime = datetime_text(datetime)
     parts = datetime.split("/")
     try:
         if len(parts) == 1:
@@ -50,14 +92,12 @@ def _check_datetime(datetime: Any) -> tuple[pd.Timestamp | None, pd.Timestamp | 
         if len(parts) == 2:
             start, stop = _parse_time(parts[0], end=False), _parse_time(parts[1], end=True)
             if start is not None and stop is not None and stop < start:
-                raise InputError(f"datetime={datetime!r}: the end is before the start")
+                raise InputError(f"datetime={given!r}: the end is before the start")
             return start, stop
     except (ValueError, TypeError) as err:
         if isinstance(err, InputError):
             raise
-    raise InputError(
-        f"datetime={datetime!r}: expected 'YYYY-MM-DD/YYYY-MM-DD' (ISO 8601, '..' for open ends)"
-    )
+    raise InputError(f"datetime={given!r}: {_DATETIME_HELP}")
 
 
 def _check_season(season: Any) -> tuple[tuple[int, int], tuple[int, int]] | None:
