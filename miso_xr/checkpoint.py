@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from .exceptions import CheckpointError, InputError, UnsafeCheckpointError
+from .exceptions import CheckpointError, UnsafeCheckpointError
 from .spec import ModelSpec
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "CheckpointInfo",
     "FORMAT_VERSION",
     "PICKLE_SUFFIXES",
-    "load_backbone_file",
     "load_checkpoint",
     "read_checkpoint",
     "read_info",
@@ -256,35 +255,3 @@ def load_checkpoint(
     model.source = source or str(path.resolve())
     model.checkpoint_path = str(path.resolve())
     return model
-
-
-def load_backbone_file(
-    path: str | os.PathLike[str],
-    *,
-    in_channels: int,
-    encoder: Any = None,
-    input_conv: str = "reinit",
-    strict: bool = True,
-) -> Any:
-    """Load a SatlasPretrain-layout Swin-v2 state dict (a local, verified file) into an encoder.
-
-    ``encoder`` is a ``SwinV2Encoder`` (default: a new Swin-v2-B one for ``in_channels`` bands);
-    keys go through :func:`miso_xr.model.swin.load_swin_v2_state_dict`. The encoder is returned
-    with ``load_report`` saying what happened to each key. Names and URLs:
-    :func:`miso_xr.hub.load_backbone`.
-    """
-    from safetensors.torch import load_file
-
-    from .model.swin import SwinV2Encoder, load_swin_v2_state_dict
-
-    if encoder is None:
-        encoder = SwinV2Encoder(in_channels)
-    elif getattr(encoder, "in_channels", in_channels) != in_channels:
-        raise InputError(
-            f"in_channels={in_channels} but the encoder given reads {encoder.in_channels} bands"
-        )
-    report = load_swin_v2_state_dict(
-        encoder, load_file(str(path)), strict=strict, input_conv=input_conv
-    )
-    encoder.load_report = report
-    return encoder

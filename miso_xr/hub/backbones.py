@@ -7,7 +7,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ..checkpoint import load_backbone_file
 from ..exceptions import InputError
 from .sources import _materialise
 
@@ -67,8 +66,20 @@ def load_backbone(
             f"hub entry {entry.ref!r} is a {entry.kind}, not a backbone; load it with "
             f"miso_xr.load({entry.ref!r})"
         )
-    encoder = load_backbone_file(
-        path, in_channels=in_channels, encoder=encoder, input_conv=input_conv, strict=strict
+    # a backbone is a foreign state dict, not a miso_xr checkpoint: the Swin encoder reads it
+    from safetensors.torch import load_file
+
+    from ..model.swin import SwinV2Encoder, load_swin_v2_state_dict
+
+    if encoder is None:
+        encoder = SwinV2Encoder(in_channels)
+    elif getattr(encoder, "in_channels", in_channels) != in_channels:
+        raise InputError(
+            f"in_channels={in_channels} but the encoder given reads {encoder.in_channels} bands"
+        )
+    report = load_swin_v2_state_dict(
+        encoder, load_file(str(path)), strict=strict, input_conv=input_conv
     )
-    log.info("backbone %s: %s", source, encoder.load_report)
+    log.info("backbone %s: %s", source, report)
+    encoder.load_report = report
     return encoder
