@@ -268,15 +268,17 @@ def _features(cube: Any, modalities: tuple) -> np.ndarray:
     return np.concatenate(parts, axis=0).astype("float32")
 
 
-_BACKBONES: dict[int, tuple[Any, str]] = {}  # id(cube) -> (backbone, how): tasks share a cube
+# id(cube) -> (cube, backbone, how): the tasks of one scene share a cube and its pretraining
+_BACKBONES: dict[int, tuple[Any, Any, str]] = {}
 
 
 def _pretrain(cube: Any, settings: Settings, seed: int) -> tuple[Any, str]:
     """A backbone from ``miso_xr.pretrain`` when the package has it; else (None, why not)."""
     import miso_xr
 
-    if id(cube) in _BACKBONES:
-        return _BACKBONES[id(cube)]
+    cached = _BACKBONES.get(id(cube))
+    if cached is not None and cached[0] is cube:
+        return cached[1], cached[2]
     if not hasattr(miso_xr, "pretrain"):
         return None, "miso_xr.pretrain does not exist yet on this checkout (issue 9)"
     params = inspect.signature(miso_xr.pretrain).parameters
@@ -293,7 +295,7 @@ def _pretrain(cube: Any, settings: Settings, seed: int) -> tuple[Any, str]:
     backbone = miso_xr.pretrain(cube, **kw)
     shown = {k: getattr(v, "name", v) for k, v in kw.items()}  # a config by its name
     how = f"pretrained on the whole cube with {shown} in {time.perf_counter() - t:.0f} s"
-    _BACKBONES[id(cube)] = (backbone, how)
+    _BACKBONES[id(cube)] = (cube, backbone, how)
     return backbone, how
 
 

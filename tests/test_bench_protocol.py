@@ -183,3 +183,38 @@ def test_real_watershed_split_keeps_the_field_work_away_from_the_test_part(share
 
     d, _ = cKDTree(np.column_stack([grid.x[cols], grid.y[rows]])).query(pts[["x", "y"]])
     assert d.min() > 2000.0
+
+
+def test_the_pretrained_row_calls_pretrain_with_the_arguments_it_takes(monkeypatch):
+    import extrapolation
+
+    import miso_xr
+
+    calls = []
+
+    def pretrain(cube, *, config, epochs, seed):  # no window, device or progress
+        calls.append((cube, config, epochs, seed))
+        return "backbone.safetensors"
+
+    monkeypatch.setattr(miso_xr, "pretrain", pretrain, raising=False)
+    cube = object()
+    settings = extrapolation.Settings(config="micro", pretrain_epochs=2, window=32)
+    backbone, how = extrapolation._pretrain(cube, settings, 7)
+    assert backbone == "backbone.safetensors" and calls == [(cube, "micro", 2, 7)]
+    assert "'epochs': 2" in how
+    # the tasks of one scene share the cube: pretrained once
+    assert extrapolation._pretrain(cube, settings, 7)[0] == "backbone.safetensors"
+    assert len(calls) == 1
+
+
+def test_without_pretrain_the_row_is_not_available_and_says_why(monkeypatch):
+    import extrapolation
+
+    import miso_xr
+
+    monkeypatch.delattr(miso_xr, "pretrain", raising=False)
+    monkeypatch.setattr(
+        miso_xr, "_LAZY", {k: v for k, v in miso_xr._LAZY.items() if k != "pretrain"}
+    )
+    backbone, why = extrapolation._pretrain(object(), extrapolation.Settings(), 0)
+    assert backbone is None and "miso_xr.pretrain does not exist" in why
