@@ -21,7 +21,7 @@ from .search import (
     datetime_text,
     gather_items,
 )
-from .signing import sign_items
+from .signing import read_time_signer, sign_items, signing_reader
 
 
 def _check_bbox(bbox: Any) -> tuple[float, float, float, float]:
@@ -127,7 +127,8 @@ def open_stac(
     sar_units: str = "linear",
     tpi_radius: float = 300.0,
     gdal_options: Mapping[str, Any] | None = None,
-    sign: bool | Callable[[list[dict]], list[dict]] = True,
+    sign: bool | str | Callable[[list[dict]], list[dict]] = True,
+    patch_url: Callable[[str], str] | None = None,
     grid: Grid | None = None,
 ) -> xr.Dataset:
     """A lazy MISO cube (``xr.Dataset``) from a STAC API.
@@ -183,8 +184,14 @@ def open_stac(
         existing map, or a tiling scheme's tile); it replaces ``crs`` and ``resolution``, and
         ``bbox`` defaults to its footprint in lon/lat.
     sign
-        Sign Planetary Computer asset hrefs with ``planetary_computer.sign_url`` when that package
-        is installed (``True``), or a function applied to the item dicts.
+        ``True``: Planetary Computer hrefs are signed **at read time, on the worker**, when the
+        ``planetary-computer`` package is installed, so SAS tokens (about an hour) never expire
+        during a long job; ``"search"``: signed once after the search (short jobs only); a
+        function: applied to the item dicts after the search; ``False``: no signing.
+    patch_url
+        An ``href -> href`` function applied when each file is opened, on the worker (as
+        odc-stac's ``patch_url``), for archives with their own tokens; it must pickle (a
+        module-level function or a ``functools.partial``). It replaces ``sign=True``'s.
 
     Returns
     -------
@@ -230,6 +237,14 @@ def open_stac(
         )
     colls = dict(COLLECTIONS, covariates=dem)
     colls.update(dict(collections or {}))
+    if not (isinstance(sign, bool) or sign == "search" or callable(sign)):
+        raise InputError(
+            f"sign={sign!r}: expected True (read-time signing), 'search', False or a function "
+            "of the item dicts"
+        )
+    if patch_url is not None and not callable(patch_url):
+        raise InputError(f"patch_url={patch_url!r}: expected a function href -> href")
+    reader = signing_reader(read_time_signer(url, sign=sign, patch_url=patch_url))
     env = gdal_env(timeout=timeout, extra=gdal_options)
     scl_mask = tuple(int(v) for v in scl_mask)
 
@@ -268,6 +283,7 @@ def open_stac(
             sar_units=sar_units,
             tpi_radius=tpi_radius,
             env=env,
+            reader=reader,
         )
         arrays[mod] = (data, bands)
         attrs[mod] = {**at, "collection": colls[mod], "items": len(found)}

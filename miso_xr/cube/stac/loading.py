@@ -46,6 +46,7 @@ def _stack(
     chunks: Any,
     resampling: str,
     env,
+    reader: Any = None,
 ) -> xr.DataArray:
     """stackstac onto exactly ``grid``: raw values as float32, NaN fill, pixel-centre coords."""
     import stackstac
@@ -80,6 +81,8 @@ def _stack(
             properties=False,
             band_coords=False,
             gdal_env=env,
+            # a reader that signs each href when it opens it, on the worker (read-time signing)
+            **({"reader": reader} if reader is not None else {}),
         )
     if stack.shape[-2:] != grid.shape or not (
         np.allclose(stack["x"].values, grid.x, rtol=0, atol=grid.resolution * 1e-6)

@@ -18,13 +18,15 @@ from .catalogs import _canonical_assets, _check_projection
 from .loading import _physical, _stack
 
 
-def _optical(items, grid, *, chunks, resampling, scl_mask, env) -> tuple[Any, dict]:
+def _optical(items, grid, *, chunks, resampling, scl_mask, env, reader=None) -> tuple[Any, dict]:
     bands = (*OPTICAL_BANDS, "SCL")
     items = _canonical_assets(items, bands, "optical")
     _check_projection(items, bands, "optical")
-    refl_stack = _stack(items, OPTICAL_BANDS, grid, chunks=chunks, resampling=resampling, env=env)
+    refl_stack = _stack(
+        items, OPTICAL_BANDS, grid, chunks=chunks, resampling=resampling, env=env, reader=reader
+    )
     # the scene classification is categorical: always nearest
-    scl = _stack(items, ("SCL",), grid, chunks=chunks, resampling="nearest", env=env)
+    scl = _stack(items, ("SCL",), grid, chunks=chunks, resampling="nearest", env=env, reader=reader)
     scl = scl.sel(band="SCL", drop=True)
     refl = _physical(refl_stack, items, OPTICAL_BANDS, "optical")
     clear = scl.notnull() & ~scl.isin(list(scl_mask))
@@ -39,10 +41,12 @@ def _optical(items, grid, *, chunks, resampling, scl_mask, env) -> tuple[Any, di
     return comp.data, attrs
 
 
-def _sar(items, grid, *, chunks, resampling, sar_units, env) -> tuple[Any, dict]:
+def _sar(items, grid, *, chunks, resampling, sar_units, env, reader=None) -> tuple[Any, dict]:
     items = _canonical_assets(items, SAR_BANDS, "sar")
     _check_projection(items, SAR_BANDS, "sar")
-    stack = _stack(items, SAR_BANDS, grid, chunks=chunks, resampling=resampling, env=env)
+    stack = _stack(
+        items, SAR_BANDS, grid, chunks=chunks, resampling=resampling, env=env, reader=reader
+    )
     value = _physical(stack, items, SAR_BANDS, "sar")
     comp = median_composite(value).transpose("band", "y", "x")
     if sar_units == "dB":
@@ -56,10 +60,20 @@ def _sar(items, grid, *, chunks, resampling, sar_units, env) -> tuple[Any, dict]
     return comp.astype("float32").data, attrs
 
 
-def _covariates(items, grid, *, chunks, dem_resampling, tpi_radius, env) -> tuple[Any, dict]:
+def _covariates(
+    items, grid, *, chunks, dem_resampling, tpi_radius, env, reader=None
+) -> tuple[Any, dict]:
     items = _canonical_assets(items, ("elevation",), "covariates")
     _check_projection(items, ("elevation",), "covariates")
-    stack = _stack(items, ("elevation",), grid, chunks=chunks, resampling=dem_resampling, env=env)
+    stack = _stack(
+        items,
+        ("elevation",),
+        grid,
+        chunks=chunks,
+        resampling=dem_resampling,
+        env=env,
+        reader=reader,
+    )
     dem = mosaic_first(_physical(stack, items, ("elevation",), "covariates"))
     cov = terrain(dem.sel(band="elevation").data, grid.resolution, tpi_radius=tpi_radius)
     attrs = {
@@ -82,16 +96,29 @@ def build_layer(
     sar_units: str,
     tpi_radius: float,
     env: Any,
+    reader: Any = None,
 ) -> tuple[Any, tuple[str, ...], dict]:
     """``(data, band names, attrs)`` of one modality's layer from its (signed) items."""
     if modality == "optical":
         data, at = _optical(
-            items, grid, chunks=chunks, resampling=resampling, scl_mask=scl_mask, env=env
+            items,
+            grid,
+            chunks=chunks,
+            resampling=resampling,
+            scl_mask=scl_mask,
+            env=env,
+            reader=reader,
         )
         return data, OPTICAL_BANDS, at
     if modality == "sar":
         data, at = _sar(
-            items, grid, chunks=chunks, resampling=resampling, sar_units=sar_units, env=env
+            items,
+            grid,
+            chunks=chunks,
+            resampling=resampling,
+            sar_units=sar_units,
+            env=env,
+            reader=reader,
         )
         return data, SAR_BANDS, at
     data, at = _covariates(
@@ -101,5 +128,6 @@ def build_layer(
         dem_resampling=dem_resampling,
         tpi_radius=tpi_radius,
         env=env,
+        reader=reader,
     )
     return data, TERRAIN_BANDS, at
