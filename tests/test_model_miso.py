@@ -92,9 +92,12 @@ def test_predict_windows_pixel_equals_the_network_at_that_pixel():
     for i, (r, c) in enumerate(rc):
         assert p[:, 1, r, c] == pytest.approx(p1[:, i], abs=1e-5)
         assert p[:, 0, r, c] == pytest.approx(1 - p1[:, i], abs=1e-5)
-    # chunking of windows and queries does not change results
+    # chunking of windows and queries does not change results, nor does the path (the dense
+    # decode by default, the pixel centres queried as points with dense=False)
     q2 = model.predict_windows(inputs, x, y)
     assert np.allclose(p, q2, atol=1e-5)
+    queried = model.predict_windows(inputs, x, y, dense=False, max_points=300)
+    assert np.abs(queried - p).max() <= 1e-5
     assert np.isfinite(p).all()
 
 

@@ -13,7 +13,9 @@ from miso_xr.exceptions import InputError
 from miso_xr.model import (
     LIIF,
     LocationEncoder,
+    MisoConfig,
     MisoOutput,
+    MultiScaleLIIF,
     info_nce,
     miso_loss,
     pixel_centres,
@@ -31,7 +33,7 @@ def _cell_centres(h, w, b=2):
 
 def test_liif_at_cell_centres_is_a_linear_map_of_the_features():
     torch.manual_seed(0)
-    liif = LIIF(5, 7, hidden=0)  # decoder = one affine map
+    liif = LIIF(5, 7, hidden=(), norm=False)  # decoder = one affine map
     feat = torch.randn(2, 5, 3, 4)
     out = liif(feat, _cell_centres(3, 4), cell=(0.25, 0.25))
     weight = liif.feature.weight[:, :, 0, 0]  # (7, 5)
@@ -40,19 +42,37 @@ def test_liif_at_cell_centres_is_a_linear_map_of_the_features():
     assert torch.allclose(out, want, atol=1e-5)
 
 
+def _mlp(liif, pre):
+    """The reference's 3-layer MLP by hand, from the first layer's pre-activation."""
+    (second,) = liif.layers
+    return F.relu(F.relu(pre) @ second.weight.T + second.bias)
+
+
+def test_liif_has_the_reference_capacity():
+    liif = LIIF(5, 7, hidden=(16, 32))
+    linears = [liif.feature, *liif.layers, liif.out]
+    assert len(linears) == 3  # 3 linear layers, as the MISO reference's decoder
+    assert [m.out_channels if hasattr(m, "out_channels") else m.out_features for m in linears] == [
+        16,
+        32,
+        7,
+    ]
+    assert isinstance(liif.norm, torch.nn.LayerNorm)
+
+
 def test_liif_at_cell_centres_with_mlp_reads_only_that_cell():
     torch.manual_seed(1)
-    liif = LIIF(5, 7, hidden=16)
+    liif = LIIF(5, 7, hidden=(16, 12), norm=False)
     feat = torch.randn(1, 5, 4, 4)
     out = liif(feat, _cell_centres(4, 4, b=1))
     cells = feat.flatten(2).transpose(1, 2)
-    want = liif.out(F.gelu(cells @ liif.feature.weight[:, :, 0, 0].T + liif.feature.bias))
+    want = liif.out(_mlp(liif, cells @ liif.feature.weight[:, :, 0, 0].T + liif.feature.bias))
     assert torch.allclose(out, want, atol=1e-5)
 
 
 def test_liif_blends_neighbours_by_area_and_is_continuous():
     torch.manual_seed(2)
-    liif = LIIF(3, 4, hidden=8)
+    liif = LIIF(3, 4, hidden=(8, 8), norm=False)
     feat = torch.randn(1, 3, 2, 2)
     # midway between the two top cells (centres x = -0.5 and 0.5, y = -0.5)
     out = liif(feat, torch.tensor([[[0.0, -0.5]]]))
@@ -60,7 +80,7 @@ def test_liif_blends_neighbours_by_area_and_is_continuous():
 
     def hidden(cell, dx):
         pre = feat[0, :, 0, cell] @ w1.T + liif.feature.bias + liif.offset.weight[:, 0] * dx
-        return F.gelu(pre)
+        return _mlp(liif, pre)
 
     want = liif.out(0.5 * hidden(0, 0.5) + 0.5 * hidden(1, -0.5))
     assert torch.allclose(out[0, 0], want, atol=1e-5)
@@ -69,6 +89,83 @@ def test_liif_blends_neighbours_by_area_and_is_continuous():
     a, b = liif(feat, q)[0]
     assert (a - b).abs().max() < 1e-3
     assert (a - liif(feat, torch.tensor([[[0.9, 0.2]]]))[0, 0]).abs().max() > 1e-2
+
+
+def test_liif_cell_size_is_an_input():
+    torch.manual_seed(3)
+    liif = LIIF(3, 4, hidden=(8, 8))
+    feat = torch.randn(1, 3, 2, 2)
+    q = torch.tensor([[[0.1, -0.3], [0.2, 0.4]]])
+    one = liif(feat, q, cell=(0.25, 0.25))
+    # per query: the second query's footprint changes only its own embedding
+    per_query = liif(feat, q, cell=torch.tensor([[[0.25, 0.25], [1.0, 0.5]]]))
+    assert torch.allclose(per_query[0, 0], one[0, 0], atol=1e-6)
+    assert (per_query[0, 1] - one[0, 1]).abs().max() > 1e-3
+
+
+def test_multiscale_liif_default_cell_is_one_image_pixel():
+    torch.manual_seed(4)
+    m = MultiScaleLIIF((3, 5), 6, hidden=(8, 8), strides=(4, 8))
+    feats = [torch.randn(1, 3, 4, 4), torch.randn(1, 5, 2, 2)]  # a 16 px image
+    q = torch.tensor([[[0.1, -0.3]]])
+    default = m(feats, q)
+    assert torch.allclose(default, m(feats, q, cell=torch.tensor([2 / 16, 2 / 16])), atol=1e-6)
+    assert (default - m(feats, q, cell=torch.tensor([4 / 16, 4 / 16]))).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    ("cells", "pixels", "activation"),
+    [
+        ((1, 1), (3, 3), "relu"),
+        ((3, 2), (9, 6), "gelu"),
+        ((2, 5), (64, 160), "relu"),
+        ((4, 3), (4, 3), "relu"),
+    ],
+)
+def test_liif_dense_equals_the_query_path(cells, pixels, activation):
+    torch.manual_seed(5)
+    liif = LIIF(5, 7, hidden=(6, 9), activation=activation)
+    feat = torch.randn(2, 5, *cells)
+    (h, w), (hi, wi) = cells, pixels
+    q = pixel_centres(hi, wi).expand(2, -1, -1)
+    want = liif(feat, q, cell=(w / wi, h / hi))
+    got = liif.dense(feat, hi, wi, cell=(w / wi, h / hi), max_points=50)  # several chunks
+    assert got.shape == want.shape
+    assert (got - want).abs().max() <= 1e-5
+
+
+def test_liif_dense_needs_whole_cells():
+    with pytest.raises(ValueError, match="whole cells"):
+        LIIF(2, 3, hidden=(4, 4)).dense(torch.zeros(1, 2, 3, 3), 10, 9)
+
+
+@pytest.mark.parametrize("name", ["micro", "tiny", pytest.param("base", marks=pytest.mark.slow)])
+def test_dense_decoding_equals_queries_at_every_stage(name):
+    """Every stage of each configuration: the dense path matches the query path to 1e-4."""
+    cfg = MisoConfig.named(name)
+    torch.manual_seed(6)
+    strides = [cfg.patch_size * 2**i for i in range(len(cfg.depths))]
+    m = MultiScaleLIIF(
+        cfg.stage_dims,
+        cfg.width,
+        hidden=cfg.liif_widths,
+        strides=strides,
+        activation=cfg.liif_activation,
+    ).eval()
+    side = cfg.reduction  # the smallest image: one cell on the coarsest stage
+    feats = [torch.randn(1, c, side // s, side // s) for c, s in zip(cfg.stage_dims, strides)]
+    # query a sample of pixel centres (corners, edges, interior) instead of all, to stay cheap
+    rng = np.random.default_rng(0)
+    idx = np.unique(np.r_[0, side - 1, side * side - 1, rng.integers(0, side * side, 64)])
+    q = pixel_centres(side, side)[idx][None]
+    cell = torch.tensor([2 / side, 2 / side])
+    with torch.no_grad():
+        dense = m.dense(feats)
+        for i, (liif, f) in enumerate(zip(m.stages, feats)):
+            scale = torch.tensor([f.shape[-1] / 2, f.shape[-2] / 2])
+            one = liif.dense(f, side, side, cell=tuple((cell * scale).tolist()))[0, idx]
+            assert (one - liif(f, q, cell=cell * scale)[0]).abs().max() <= 1e-4, f"stage {i}"
+        assert (dense[0, idx] - m(feats, q)[0]).abs().max() <= 1e-4
 
 
 # ------------------------------------------------------------------------------------ location

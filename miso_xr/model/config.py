@@ -36,7 +36,13 @@ class MisoConfig:
     width
         ``D``, the common embedding width every branch produces per query point (paper: 1024).
     liif_hidden
-        Hidden width of each stage's LIIF decoder MLP.
+        Hidden widths of each stage's LIIF decoder MLP (3 linear layers per stage, as the MISO
+        reference): ``None`` takes the reference's proportions of ``width`` (stage ``i`` with
+        ``C_i`` channels: ``max(C_i, D/4)`` then ``min(D, 2 * that)``; for "base" 256-512,
+        256-512, 512-1024, 1024-1024); an int ``h`` means ``(h, h)`` on every stage; or one
+        tuple of widths per stage.
+    liif_activation
+        The LIIF MLPs' activation: ``"relu"`` (the reference) or ``"gelu"``.
     location_min_wavelength, location_max_wavelength, location_scales
         Space2Vec "gridcell" sinusoids: smallest and largest wavelength in metres (projected
         CRS units) and how many geometric scales lie between them.
@@ -77,7 +83,8 @@ class MisoConfig:
     cpb_hidden: int = 64
     # implicit representation and fusion
     width: int = 128
-    liif_hidden: int = 64
+    liif_hidden: int | tuple[tuple[int, ...], ...] | None = None
+    liif_activation: str = "relu"
     fusion_hidden: int = 128
     dropout: float = 0.1
     # location encoder
@@ -113,7 +120,8 @@ class MisoConfig:
                     problems.append(
                         f"stage {i} width {dim} is not divisible by num_heads[{i}]={heads}"
                     )
-        for field_name in ("embed_dim", "window_size", "patch_size", "width", "liif_hidden"):
+        problems.extend(self._liif_problems())
+        for field_name in ("embed_dim", "window_size", "patch_size", "width"):
             if getattr(self, field_name) < 1:
                 problems.append(f"{field_name} must be >= 1, got {getattr(self, field_name)}")
         if self.window_size < 2:
@@ -141,6 +149,43 @@ class MisoConfig:
     def reduction(self) -> int:
         """Pixels per cell of the coarsest stage; image sides must be multiples of it."""
         return self.patch_size * 2 ** (len(self.depths) - 1)
+
+    def _liif_problems(self) -> list[str]:
+        h = self.liif_hidden
+        problems = []
+        if self.liif_activation not in ("relu", "gelu"):
+            problems.append(
+                f"liif_activation must be 'relu' or 'gelu', got {self.liif_activation!r}"
+            )
+        if h is None:
+            return problems
+        if isinstance(h, bool) or not isinstance(h, (int, tuple)):
+            return [*problems, f"liif_hidden must be None, an int or a tuple per stage, got {h!r}"]
+        if isinstance(h, int):
+            if h < 1:
+                problems.append(f"liif_hidden must be >= 1, got {h}")
+            return problems
+        if len(h) != len(self.depths) or not all(
+            isinstance(s, tuple) and all(isinstance(v, int) and v >= 1 for v in s) for s in h
+        ):
+            problems.append(
+                f"liif_hidden {h} needs one tuple of positive widths per stage ({len(self.depths)})"
+            )
+        return problems
+
+    @property
+    def liif_widths(self) -> tuple[tuple[int, ...], ...]:
+        """The hidden widths of each stage's LIIF MLP, resolved (see ``liif_hidden``)."""
+        h = self.liif_hidden
+        if h is None:
+            out = []
+            for c in self.stage_dims:
+                first = max(c, self.width // 4)
+                out.append((first, min(self.width, 2 * first)))
+            return tuple(out)
+        if isinstance(h, int):
+            return ((h, h),) * len(self.depths)
+        return h
 
     @property
     def stage_dims(self) -> tuple[int, ...]:
@@ -184,6 +229,8 @@ class MisoConfig:
         d = dataclasses.asdict(self)
         d["depths"] = list(self.depths)
         d["num_heads"] = list(self.num_heads)
+        if isinstance(self.liif_hidden, tuple):
+            d["liif_hidden"] = [list(s) for s in self.liif_hidden]
         return d
 
     @classmethod
@@ -202,6 +249,8 @@ class MisoConfig:
         for key in ("depths", "num_heads"):
             if key in kw:
                 kw[key] = tuple(int(v) for v in kw[key])
+        if isinstance(kw.get("liif_hidden"), list):
+            kw["liif_hidden"] = tuple(tuple(s) for s in kw["liif_hidden"])
         return cls(**kw)
 
 
@@ -232,7 +281,6 @@ NAMED_CONFIGS: dict[str, MisoConfig] = {
         drop_path=0.2,
         cpb_hidden=512,
         width=1024,
-        liif_hidden=256,
         fusion_hidden=1024,
         dropout=0.1,
         location_scales=32,

@@ -1,16 +1,23 @@
 """LIIF: a local implicit image function queried at continuous points on each encoder stage.
 
 For one feature map of ``h x w`` cells and a query point, LIIF takes the 4 nearest cell centres
-(the local ensemble), feeds each cell's feature with the query's offset from that centre and the
-query's cell size through an MLP, and blends the 4 predictions with bilinear (area) weights: the
-area of the rectangle between the query and the *opposite* cell centre.
+(the local ensemble), feeds each cell's feature, the query's offset from that centre and the
+query's cell size (its footprint, in cells of this map) through an MLP, and blends the 4 results
+with bilinear (area) weights: the area of the rectangle between the query and the *opposite*
+cell centre. The MLP has the MISO reference's capacity: 3 linear layers per stage (two hidden
+layers), then a LayerNorm per stage.
 
-Two exact rewrites keep dense prediction affordable (65,536 queries per 256 px window):
+Exact rewrites that keep the work down (the maths is the same MLP):
 
-- the MLP's first layer is affine, so its feature part is applied once per *cell* (a 1x1
-  convolution) and gathered, instead of once per query and neighbour;
-- the blend weights sum to 1, so the MLP's last (affine) layer commutes with the blend and runs
-  once per query instead of 4 times.
+- the first layer is affine in its concatenated input, so it splits into a part of the cell
+  feature (applied once per *cell*, a 1x1 convolution, then gathered), a part of the offset and
+  a part of the cell size;
+- the blend weights sum to 1, so the last (affine) layer commutes with the blend and runs once
+  per query instead of 4 times;
+- :meth:`LIIF.dense` decodes *every* pixel of an image whose side is a whole number of cells:
+  there the offsets repeat with the stage's stride, so the offset part is a small table per
+  axis, the cell part is gathered by whole rows and columns, and the remaining layers run as
+  large batched matmuls. It equals the query path at the pixel centres (tested to 1e-4).
 
 Offsets are in cell units (a neighbour centre is 1 away); at a border the missing neighbours are
 clamped to the edge cell, whose offset is computed from its own centre, so weights still sum to 1.
@@ -27,6 +34,8 @@ from torch import Tensor, nn
 
 __all__ = ["LIIF", "MultiScaleLIIF", "pixel_centres"]
 
+ACTIVATIONS = ("relu", "gelu")
+
 
 def pixel_centres(height: int, width: int, *, device: torch.device | str | None = None) -> Tensor:
     """Query coordinates of every pixel centre, row-major: (height * width, 2) as (x, y).
@@ -34,10 +43,38 @@ def pixel_centres(height: int, width: int, *, device: torch.device | str | None 
     >>> pixel_centres(2, 2).tolist()
     [[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]]
     """
-    ys = (torch.arange(height, device=device, dtype=torch.float32) * 2 + 1) / height - 1
-    xs = (torch.arange(width, device=device, dtype=torch.float32) * 2 + 1) / width - 1
+    ys = _centres_1d(height, device)
+    xs = _centres_1d(width, device)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
+
+
+def _centres_1d(n: int, device: torch.device | str | None) -> Tensor:
+    return (torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1
+
+
+def _axis(q: Tensor, n: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """For coordinates ``q`` in [-1, 1] on an axis of ``n`` cells: per neighbour (0, 1), the
+    clamped cell index, the offset from that cell's centre and the bilinear weight.
+
+    One function for the query path and the dense path, so both round identically.
+    """
+    u = (q.float() + 1) * (n / 2) - 0.5  # cell centres at integers 0..n-1
+    u0 = torch.floor(u)
+    t = u - u0
+    out = []
+    for d, weight in ((0, 1 - t), (1, t)):
+        idx = (u0 + d).clamp(0, n - 1)
+        out.append((idx.long(), u - idx, weight))
+    return out
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
 
 
 class LIIF(nn.Module):
@@ -50,57 +87,198 @@ class LIIF(nn.Module):
     out_dim
         Width of the returned embedding.
     hidden
-        Hidden width of the 2-layer MLP; ``0`` makes the decoder a single affine map (then the
-        output at a cell centre is exactly an affine function of that cell's feature).
+        Widths of the MLP's hidden layers (the reference: two, so 3 linear layers); ``()`` makes
+        the decoder a single affine map (then the output at a cell centre is exactly an affine
+        function of that cell's feature).
+    activation
+        ``"relu"`` (the reference) or ``"gelu"``.
+    norm
+        A LayerNorm on the output (the reference has one per stage).
 
     Examples
     --------
-    >>> liif = LIIF(8, 16, hidden=32)
+    >>> liif = LIIF(8, 16, hidden=(32, 32))
     >>> liif(torch.zeros(2, 8, 4, 4), torch.zeros(2, 5, 2)).shape
     torch.Size([2, 5, 16])
     """
 
-    def __init__(self, in_channels: int, out_dim: int, *, hidden: int = 256) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_dim: int,
+        *,
+        hidden: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        norm: bool = True,
+    ) -> None:
         super().__init__()
+        widths = tuple(int(h) for h in hidden)
         self.in_channels = in_channels
-        self.hidden = hidden
-        first = hidden if hidden > 0 else out_dim
+        self.hidden = widths
+        first = widths[0] if widths else out_dim
         # first layer split by input: cell feature / (dx, dy) offset / (cell_w, cell_h) size
         self.feature = nn.Conv2d(in_channels, first, kernel_size=1)
         self.offset = nn.Linear(2, first, bias=False)
         self.cell = nn.Linear(2, first, bias=False)
-        self.act = nn.GELU() if hidden > 0 else nn.Identity()
-        self.out = nn.Linear(hidden, out_dim) if hidden > 0 else nn.Identity()
+        self.act = _activation(activation) if widths else nn.Identity()
+        # layers applied to each neighbour before the blend (after the first one)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.out = nn.Linear(widths[-1], out_dim) if widths else nn.Identity()
+        self.norm = nn.LayerNorm(out_dim) if norm else nn.Identity()
+
+    def _neighbour(self, pre: Tensor) -> Tensor:
+        """First-layer pre-activation -> the last hidden layer's output (per neighbour).
+
+        ``pre`` is a fresh tensor, so ReLU runs in place (these are the largest tensors here).
+        """
+        relu = isinstance(self.act, nn.ReLU)
+        x = torch.relu_(pre) if relu else self.act(pre)
+        for layer in self.layers:
+            x = layer(x)
+            x = torch.relu_(x) if relu else self.act(x)
+        return x
+
+    def _cell_term(self, cell: Tensor | Sequence[float] | None, like: Tensor) -> Tensor:
+        c = torch.as_tensor(
+            cell if cell is not None else (0.0, 0.0), dtype=like.dtype, device=like.device
+        )
+        return self.cell(c)
 
     def forward(
-        self, feat: Tensor, query: Tensor, *, cell: Sequence[float] | None = None
+        self, feat: Tensor, query: Tensor, *, cell: Tensor | Sequence[float] | None = None
     ) -> Tensor:
         """Embeddings (B, Q, out_dim) of ``query`` (B, Q, 2) on ``feat`` (B, C, h, w).
 
-        ``cell`` is the query's footprint (width, height) in feature cells (default: one input
-        pixel is not known here, so 0); it is constant for point queries at one resolution.
+        ``cell`` is each query's footprint (width, height) in cells of this map: a pair, or a
+        tensor broadcastable to (B, Q, 2) (default 0: a point).
         """
         b, _, h, w = feat.shape
         table = self.feature(feat).flatten(2).transpose(1, 2)  # (B, h*w, first)
-        # continuous cell coordinates: cell centres at integers 0..w-1
-        u = (query[..., 0].float() + 1) * (w / 2) - 0.5
-        v = (query[..., 1].float() + 1) * (h / 2) - 0.5
-        u0, v0 = torch.floor(u), torch.floor(v)
-        tu, tv = u - u0, v - v0
-        cell_t = torch.as_tensor(cell if cell is not None else (0.0, 0.0), dtype=table.dtype)
-        base = self.cell(cell_t.to(table.device))
+        base = self._cell_term(cell, table)
         batch = torch.arange(b, device=feat.device)[:, None]
         acc = None
-        for du, wu in ((0, 1 - tu), (1, tu)):
-            ci = (u0 + du).clamp(0, w - 1)
-            for dv, wv in ((0, 1 - tv), (1, tv)):
-                ri = (v0 + dv).clamp(0, h - 1)
-                idx = (ri * w + ci).long()
-                rel = torch.stack([u - ci, v - ri], dim=-1).to(table.dtype)
-                pre = table[batch, idx] + self.offset(rel) + base
-                term = self.act(pre) * (wu * wv).unsqueeze(-1).to(table.dtype)
+        for ci, dx, wx in _axis(query[..., 0], w):
+            for ri, dy, wy in _axis(query[..., 1], h):
+                rel = torch.stack([dx, dy], dim=-1).to(table.dtype)
+                pre = table[batch, ri * w + ci] + self.offset(rel) + base
+                term = self._neighbour(pre) * (wx * wy).unsqueeze(-1).to(table.dtype)
                 acc = term if acc is None else acc + term
-        return self.out(acc)
+        return self.norm(self.out(acc))
+
+    def dense(
+        self,
+        feat: Tensor,
+        height: int,
+        width: int,
+        *,
+        cell: Sequence[float] | None = None,
+        max_points: int = 1 << 14,
+    ) -> Tensor:
+        """Embeddings (B, height * width, out_dim) at every pixel centre, row-major.
+
+        The same as ``forward(feat, pixel_centres(height, width), cell=cell)`` (to float
+        rounding) for a ``height x width`` image over ``feat`` (B, C, h, w), when ``height`` and
+        ``width`` are whole multiples of ``h`` and ``w`` (a stride of ``height // h`` pixels per
+        cell); much less work. Pixel ``s * i + j`` of an axis lies at phase ``j`` of cell ``i``:
+        its neighbours are cells ``i + e_j`` and ``i + e_j + 1`` (``e_j`` is -1 in the cell's
+        first half, 0 in its second) at offsets that depend on ``j`` only. So, for each half of
+        the phases, each neighbour's first-layer input is a *shifted view* of the per-cell table
+        plus a small per-phase offset table, formed in one broadcast add; the other layers are
+        batched matmuls over ``max_points`` pixels at a time (the bound on memory). A border
+        pixel's missing neighbour is the edge cell at the other neighbour's offset (as in the
+        query path), so there it is given weight 0 and the other weight 1.
+
+        >>> liif = LIIF(4, 8, hidden=(16, 16))
+        >>> f = torch.randn(1, 4, 2, 2)
+        >>> q = pixel_centres(8, 8)[None]
+        >>> bool(torch.allclose(liif.dense(f, 8, 8), liif(f, q), atol=1e-5))
+        True
+        """
+        b, _, h, w = feat.shape
+        if height % h or width % w:
+            raise ValueError(
+                f"dense decoding needs an image of whole cells; {height} x {width} px over "
+                f"{h} x {w} cells is not"
+            )
+        sy, sx = height // h, width // w
+        # per-cell table, channels last, padded by one cell each side (read only at weight 0)
+        table = self.feature(feat).permute(0, 2, 3, 1)
+        table = nn.functional.pad(table, (0, 0, 1, 1, 1, 1), mode="constant")
+        dtype, dev = table.dtype, table.device
+        base = self._cell_term(cell, table)
+        ax = _phases(sx, w, dtype, dev)
+        ay = _phases(sy, h, dtype, dev)
+        out = torch.empty((b, h, sy, w, sx, self.norm_width), dtype=dtype, device=dev)
+        wo_x, wo_y = self.offset.weight[:, 0], self.offset.weight[:, 1]
+        for jy, ey, ty, wty in ay:  # a half of the row phases
+            for jx, ex, tx, wtx in ax:  # a half of the column phases
+                ny, nx = jy.stop - jy.start, jx.stop - jx.start
+                # offset (and cell size) part of the first layer, per neighbour and phase
+                terms = []
+                for dv in (0, 1):
+                    for du in (0, 1):
+                        oyx = (ty - dv)[:, None, None] * wo_y + ((tx - du)[:, None] * wo_x + base)[
+                            None
+                        ]  # (ny, nx, first)
+                        wgt = wty[dv][:, :, None, None] * wtx[du][None, None]  # (h, ny, w, nx)
+                        terms.append((1 + ey + dv, 1 + ex + du, oyx, wgt))
+                per_row = b * ny * w * nx
+                rows = max(1, min(h, max_points // max(1, per_row)))
+                for r0 in range(0, h, rows):
+                    r1 = min(r0 + rows, h)
+                    acc = None
+                    for oy, ox, oyx, wgt in terms:
+                        src = table[:, oy + r0 : oy + r1, ox : ox + w]  # (B, rows, w, first)
+                        pre = src[:, :, None, :, None, :] + oyx[None, None, :, None, :, :]
+                        term = self._neighbour(pre)
+                        wv = wgt[r0:r1, :, :, :, None]
+                        acc = term.mul_(wv) if acc is None else acc.addcmul_(term, wv)
+                    out[:, r0:r1, jy, :, jx] = self.norm(self.out(acc))
+        return out.reshape(b, height * width, -1)
+
+    @property
+    def norm_width(self) -> int:
+        """Width of the returned embedding."""
+        return (
+            self.out.out_features if isinstance(self.out, nn.Linear) else self.offset.out_features
+        )
+
+
+def _phases(
+    stride: int, cells: int, dtype: torch.dtype, device: torch.device
+) -> list[tuple[slice, int, Tensor, tuple[Tensor, Tensor]]]:
+    """The two halves of an axis' pixel phases for :meth:`LIIF.dense`.
+
+    Each: the phases (a slice of ``0..stride``), the shift ``e`` of the first neighbour cell,
+    the offset ``t`` from it per phase, and per neighbour the weight per (cell, phase), with the
+    border's missing neighbour at weight 0.
+    """
+    j = torch.arange(stride, dtype=torch.float64)
+    u = (2 * j + 1 - stride) / (2 * stride)  # offset from the pixel's own cell centre
+    halves = []
+    lo = int((u < 0).sum())
+    for sl, e in ((slice(0, lo), -1), (slice(lo, stride), 0)):
+        if sl.stop <= sl.start:
+            continue
+        t = u[sl] - e
+        w0 = (1 - t)[None].expand(cells, -1).clone()  # (cells, phases)
+        w1 = t[None].expand(cells, -1).clone()
+        i = torch.arange(cells)
+        gone0 = (i + e < 0)[:, None]  # first neighbour beyond the first cell
+        gone1 = (i + e + 1 > cells - 1)[:, None]  # second neighbour beyond the last
+        w0, w1 = (
+            torch.where(gone0, 0.0, torch.where(gone1, 1.0, w0)),
+            torch.where(gone1, 0.0, torch.where(gone0, 1.0, w1)),
+        )
+        halves.append(
+            (
+                sl,
+                e,
+                t.to(dtype=dtype, device=device),
+                (w0.to(dtype=dtype, device=device), w1.to(dtype=dtype, device=device)),
+            )
+        )
+    return halves
 
 
 class MultiScaleLIIF(nn.Module):
@@ -113,13 +291,16 @@ class MultiScaleLIIF(nn.Module):
     width
         ``D``, the embedding width.
     hidden
-        Hidden width of each stage's LIIF MLP.
+        Hidden widths of each stage's LIIF MLP: one sequence per stage, or one for all stages.
+    activation
+        The MLPs' activation, ``"relu"`` (the reference) or ``"gelu"``.
     strides
-        Input pixels per cell of each stage (``patch_size * 2**i``): sets the cell-size input.
+        Input pixels per cell of each stage (``patch_size * 2**i``): how the image's pixel size
+        becomes a cell size on each stage.
 
     Examples
     --------
-    >>> m = MultiScaleLIIF((8, 16), 32, hidden=16, strides=(4, 8))
+    >>> m = MultiScaleLIIF((8, 16), 32, hidden=(16, 16), strides=(4, 8))
     >>> m([torch.zeros(1, 8, 4, 4), torch.zeros(1, 16, 2, 2)], torch.zeros(1, 3, 2)).shape
     torch.Size([1, 3, 32])
     """
@@ -129,18 +310,61 @@ class MultiScaleLIIF(nn.Module):
         stage_dims: Sequence[int],
         width: int,
         *,
-        hidden: int = 256,
+        hidden: Sequence[int] | Sequence[Sequence[int]] = (256, 256),
+        activation: str = "relu",
         strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        self.stages = nn.ModuleList(LIIF(c, width, hidden=hidden) for c in stage_dims)
+        per_stage = _per_stage(hidden, len(stage_dims))
+        self.stages = nn.ModuleList(
+            LIIF(c, width, hidden=hs, activation=activation) for c, hs in zip(stage_dims, per_stage)
+        )
         self.strides = tuple(strides) if strides is not None else (1,) * len(stage_dims)
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, features: Sequence[Tensor], query: Tensor) -> Tensor:
+    def _image_size(self, features: Sequence[Tensor]) -> tuple[int, int]:
+        h, w = features[0].shape[-2:]
+        return h * self.strides[0], w * self.strides[0]
+
+    def forward(
+        self, features: Sequence[Tensor], query: Tensor, *, cell: Tensor | None = None
+    ) -> Tensor:
+        """Embeddings (B, Q, D) of ``query`` (B, Q, 2) on the stage maps ``features``.
+
+        ``cell``: each query's footprint (width, height) in the query's [-1, 1] units (a
+        tensor broadcastable to (B, Q, 2)); default one pixel of the image the features were
+        encoded from (``2 / W``, ``2 / H``), as LIIF's cell decoding. On each stage it becomes
+        a size in that stage's cells.
+        """
+        if cell is None:
+            hi, wi = self._image_size(features)
+            cell = torch.tensor((2.0 / wi, 2.0 / hi), device=query.device)
         total = None
-        for liif, feat, stride in zip(self.stages, features, self.strides):
-            # a query is one input pixel: 1/stride of a cell of this stage
-            out = liif(feat, query, cell=(1.0 / stride, 1.0 / stride))
+        for liif, feat in zip(self.stages, features):
+            h, w = feat.shape[-2:]
+            scale = torch.tensor((w / 2.0, h / 2.0), device=query.device)
+            out = liif(feat, query, cell=cell * scale)
             total = out if total is None else total + out
         return self.norm(total)
+
+    def dense(self, features: Sequence[Tensor], *, max_points: int = 1 << 17) -> Tensor:
+        """Embeddings (B, H * W, D) at every pixel of the encoded image, row-major.
+
+        Equals ``forward(features, pixel_centres(H, W)[None].expand(B, -1, -1))``.
+        """
+        hi, wi = self._image_size(features)
+        total = None
+        for liif, feat in zip(self.stages, features):
+            h, w = feat.shape[-2:]
+            out = liif.dense(feat, hi, wi, cell=(w / wi, h / hi), max_points=max_points)
+            total = out if total is None else total + out
+        return self.norm(total)
+
+
+def _per_stage(hidden: Sequence[int] | Sequence[Sequence[int]], n: int) -> list[tuple[int, ...]]:
+    items = list(hidden)
+    if all(isinstance(h, Sequence) for h in items) and items:
+        if len(items) != n:
+            raise ValueError(f"hidden has {len(items)} entries; one per stage ({n}) is needed")
+        return [tuple(int(v) for v in h) for h in items]
+    return [tuple(int(v) for v in items)] * n

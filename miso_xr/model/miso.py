@@ -130,7 +130,13 @@ class MisoNet(nn.Module):
         )
         self.implicit = nn.ModuleDict(
             {
-                m: MultiScaleLIIF(c.stage_dims, c.width, hidden=c.liif_hidden, strides=strides)
+                m: MultiScaleLIIF(
+                    c.stage_dims,
+                    c.width,
+                    hidden=c.liif_widths,
+                    activation=c.liif_activation,
+                    strides=strides,
+                )
                 for m in self.bands
             }
         )
@@ -177,27 +183,40 @@ class MisoNet(nn.Module):
         return out
 
     def decode(
-        self, features: Mapping[str, list[Tensor]], query: Tensor, location: Tensor | None
+        self, features: Mapping[str, list[Tensor]], query: Tensor | None, location: Tensor | None
     ) -> MisoOutput:
-        """Embeddings and logits at ``query`` (B, Q, 2) from encoded ``features``."""
-        if query.ndim != 3 or query.shape[-1] != 2:
+        """Embeddings and logits at ``query`` (B, Q, 2) from encoded ``features``.
+
+        ``query=None`` decodes every pixel of the encoded images, row-major (Q = H * W), through
+        LIIF's dense path: the same values as the pixel centres' queries, for much less work.
+        """
+        if query is None:
+            f = next(iter(features.values()))[0]
+            hw = f.shape[-2] * f.shape[-1] * self.config.patch_size**2
+            qshape: tuple[int, ...] = (f.shape[0], hw, 2)
+        elif query.ndim != 3 or query.shape[-1] != 2:
             raise InputError(
                 f"query has shape {tuple(query.shape)}; it needs (batch, points, 2) as (x, y) in "
                 "[-1, 1]"
             )
+        else:
+            qshape = tuple(query.shape)
         emb: dict[str, Tensor] = {}
         fused = None
         # sorted: the sum's rounding must not depend on the order a spec lists modalities in
         for m in sorted(self.bands):
-            e = self.project[m](self.implicit[m](features[m], query))
+            imp = self.implicit[m]
+            e = self.project[m](
+                imp.dense(features[m]) if query is None else imp(features[m], query)
+            )
             emb[m] = e
             fused = e if fused is None else fused + e
         logits = self.head(self.fusion(fused))
         if self.has_location:
-            if location is None or tuple(location.shape) != tuple(query.shape):
+            if location is None or tuple(location.shape) != qshape:
                 raise InputError(
                     f"this model has a location branch; location must be projected x/y in metres "
-                    f"with the query's shape {tuple(query.shape)}, got "
+                    f"with the query's shape {qshape}, got "
                     f"{None if location is None else tuple(location.shape)}"
                 )
             e_loc = self.location(location)
@@ -494,6 +513,7 @@ class MisoModel:
         mc_samples: int = 0,
         batch_size: int = 8,
         max_points: int = 65536,
+        dense: bool = True,
     ) -> np.ndarray:
         """Class probabilities at every pixel of each window.
 
@@ -513,7 +533,10 @@ class MisoModel:
         batch_size
             Windows encoded together.
         max_points
-            Query points decoded at once (windows x pixels), bounding memory.
+            Query points decoded at once (windows x pixels) by the query path, bounding memory.
+        dense
+            Decode every pixel through LIIF's dense path (the default: the same values, much less
+            work); ``False`` queries the pixel centres as points (the path training uses).
 
         Returns
         -------
@@ -562,17 +585,16 @@ class MisoModel:
                 for _ in range(passes):
                     with autocast:
                         feats = self.net.encode(images)
+                        if dense:
+                            logits = self.net.decode(feats, None, loc).logits.float()
+                            prob += _probabilities(logits, k)
+                            continue
                         for q0 in range(0, w * w, chunk):
                             q1 = min(q0 + chunk, w * w)
                             q = query[q0:q1].expand(b, -1, -1)
                             lq = loc[:, q0:q1] if loc is not None else None
                             logits = self.net.decode(feats, q, lq).logits.float()
-                            if k == 2 and logits.shape[-1] == 1:
-                                p1 = torch.sigmoid(logits)
-                                p = torch.cat([1 - p1, p1], dim=-1)
-                            else:
-                                p = torch.softmax(logits, dim=-1)
-                            prob[:, q0:q1] += p
+                            prob[:, q0:q1] += _probabilities(logits, k)
                 prob /= passes
                 out[start:stop] = (
                     prob.view(b, w, w, k).permute(0, 3, 1, 2).cpu().numpy().astype(np.float32)
@@ -590,6 +612,14 @@ class MisoModel:
             f"params={self.num_parameters():,}, device={str(self.device)!r}, "
             f"sha256={self.sha256[:12] + '...' if self.sha256 else None})"
         )
+
+
+def _probabilities(logits: Tensor, k: int) -> Tensor:
+    """Class probabilities (..., K) from logits; one logit of a binary task gives [1 - p, p]."""
+    if k == 2 and logits.shape[-1] == 1:
+        p1 = torch.sigmoid(logits)
+        return torch.cat([1 - p1, p1], dim=-1)
+    return torch.softmax(logits, dim=-1)
 
 
 def _autocast(device: torch.device) -> Any:
