@@ -51,7 +51,7 @@ class MisoDatasetAccessor(_MisoAccessorBase):
         *,
         window: int | None = None,
         stride: int | None = None,
-        batch_size: int | None = None,
+        batch_size: int | str | None = "auto",
         device: str = "auto",
         outputs: Sequence[str] = ("probability", "label", "uncertainty"),
         **kwargs: Any,

@@ -232,6 +232,22 @@ def test_one_output_only_and_batch_size_does_not_matter(toy):
     assert list(only.data_vars) == ["uncertainty"]
     big = predict(cube, toy, window=8, stride=4, batch_size=500)
     assert np.nanmax(np.abs(only.uncertainty.values - big.uncertainty.values)) <= 1e-5
+    auto = predict(cube, toy, window=8, stride=4, batch_size="auto")
+    assert np.nanmax(np.abs(only.uncertainty.values - auto.uncertainty.values)) <= 1e-5
+
+
+def test_auto_batch_size_follows_memory():
+    from miso_xr.infer.batching import CPU_MAX_BATCH, auto_batch_size, window_bytes
+    from miso_xr.model import MisoModel
+
+    tiny = MisoModel.create(toy_spec(kind="miso"), "tiny", seed=0)
+    # the per-window estimate grows with the window's area and the model's width
+    assert window_bytes(tiny, 128) == pytest.approx(4 * window_bytes(tiny, 64), rel=0.01)
+    micro = MisoModel.create(toy_spec(kind="miso"), "micro", seed=0)
+    assert window_bytes(micro, 64) < window_bytes(tiny, 64)
+    assert auto_batch_size(tiny, 64, "cpu") == CPU_MAX_BATCH  # a CPU batch is capped
+    # a window bigger than the memory share runs one at a time
+    assert auto_batch_size(tiny, 1 << 16, "cpu") == 1
 
 
 def test_all_nodata_chunk_is_nan_everywhere(toy):
@@ -307,6 +323,7 @@ def test_not_a_dataset(toy):
         ({"window": 0}, "window=0"),
         ({"outputs": ("probability", "labels")}, "outputs="),
         ({"batch_size": 0}, "batch_size=0"),
+        ({"batch_size": "big"}, "batch_size='big'"),
         ({"mc_samples": -1}, "mc_samples=-1"),
         ({"device": "gpu"}, "device='gpu'"),
         ({"window": 8, "stride": 4, "halo": 1}, "halo=1"),

@@ -26,13 +26,13 @@ import xarray as xr
 from ..cube.grid import Grid, band_dim
 from ..exceptions import IncompatibleCubeError, InputError, MissingBandError, RechunkWarning
 from ..spec import CLASS_DIM
+from .batching import auto_batch_size
 from .windows import WindowPlan, blend_windows
 from .workers import ModelRef, device_lock, get_model, model_ref, resolve_device
 
 __all__ = ["MissingCubeBandError", "OUTPUTS", "check_cube", "predict"]
 
 OUTPUTS = ("probability", "label", "uncertainty")
-DEFAULT_BATCH_SIZE = 16
 _MC_LOCK = (
     threading.Lock()
 )  # dropout is switched on model-wide; MC passes of one process take turns
@@ -115,6 +115,12 @@ def _same_crs(a: str, b: str) -> bool:
         return False
 
 
+def _batch_int(value: Any) -> int:
+    if isinstance(value, str):
+        raise InputError(f"batch_size={value!r}: use a whole number of windows >= 1, or 'auto'")
+    return _positive_int("batch_size", value)
+
+
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name}={value!r}: must be a whole number >= {minimum}")
@@ -127,7 +133,7 @@ def predict(
     *,
     window: int | None = None,
     stride: int | None = None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = "auto",
     device: str = "auto",
     outputs: Sequence[str] = OUTPUTS,
     mc_samples: int = 0,
@@ -149,7 +155,8 @@ def predict(
         ``spec.stride``). ``stride`` must be at most ``window``; ``window // 2`` blends 4 windows
         per pixel.
     batch_size
-        Windows per model call (default 16): larger is faster on GPUs until memory runs out.
+        Windows per model call, or ``"auto"`` (the default; ``None`` too): sized on each worker
+        by its device's free memory (:func:`~miso_xr.infer.batching.auto_batch_size`).
     device
         ``"auto"`` (each worker's CUDA device when it has one, else CPU fp32), ``"cpu"``, ``"cuda"``.
     outputs
@@ -211,8 +218,8 @@ def predict(
         stride=_positive_int("stride", stride if stride is not None else spec.stride),
         sigma=sigma,
     )
-    batch = _positive_int(
-        "batch_size", batch_size if batch_size is not None else DEFAULT_BATCH_SIZE
+    batch: int | str = (
+        "auto" if batch_size is None or batch_size == "auto" else _batch_int(batch_size)
     )
     mc = _positive_int("mc_samples", mc_samples, minimum=0)
     if mc and not _dropout_modules(model):
@@ -397,7 +404,7 @@ def _predict_block(
     halo: tuple[int, int],
     ychunks: tuple[int, ...],
     xchunks: tuple[int, ...],
-    batch_size: int,
+    batch_size: int | str,
     mc_samples: int,
     k: int,
     block_id: tuple[int, int, int] | None = None,
@@ -429,6 +436,9 @@ def _predict_block(
 
     model = get_model(ref)
     device = resolve_device(ref.device)
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, win, device)
+    assert isinstance(batch_size, int)
     left, top, res = geo
     pr0, pc0 = r0 - hy, c0 - hx  # global index of the padded block's first pixel
     weights = plan.weights()
@@ -444,7 +454,7 @@ def _predict_block(
         inputs = {mod: np.ascontiguousarray(p) for (mod, _), p in zip(counts, parts)}
         xs = left + (bc[:, None] + offs[None, :] + 0.5) * res
         ys = top - (br[:, None] + offs[None, :] + 0.5) * res
-        probs = _run_model(model, inputs, xs, ys, device, mc_samples)
+        probs = _run_model(model, inputs, xs, ys, device, mc_samples, batch_size)
         if probs.shape != (br.size, k, win, win):
             raise RuntimeError(
                 f"{type(model).__name__}.predict_windows returned shape {probs.shape}; the "
@@ -461,19 +471,34 @@ def _predict_block(
 
 
 def _run_model(
-    model: Any, inputs: dict[str, np.ndarray], xs: np.ndarray, ys: np.ndarray, device: str, mc: int
+    model: Any,
+    inputs: dict[str, np.ndarray],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    device: str,
+    mc: int,
+    batch: int,
 ) -> np.ndarray:
     with device_lock(device):
-        return _run_model_locked(model, inputs, xs, ys, device, mc)
+        return _run_model_locked(model, inputs, xs, ys, device, mc, batch)
 
 
 def _run_model_locked(
-    model: Any, inputs: dict[str, np.ndarray], xs: np.ndarray, ys: np.ndarray, device: str, mc: int
+    model: Any,
+    inputs: dict[str, np.ndarray],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    device: str,
+    mc: int,
+    batch: int,
 ) -> np.ndarray:
+    # a model that batches itself (MisoModel) takes the whole batch in one call
+    kw = {"batch_size": batch} if _takes(model, "batch_size") else {}
     if not mc:
-        return np.asarray(model.predict_windows(inputs, xs, ys, device=device), dtype=np.float64)
-    if _takes_mc_samples(model):  # the model knows how to sample itself (MisoModel does)
-        p = model.predict_windows(inputs, xs, ys, device=device, mc_samples=mc)
+        p = model.predict_windows(inputs, xs, ys, device=device, **kw)
+        return np.asarray(p, dtype=np.float64)
+    if _takes(model, "mc_samples"):  # the model knows how to sample itself (MisoModel does)
+        p = model.predict_windows(inputs, xs, ys, device=device, mc_samples=mc, **kw)
         return np.asarray(p, dtype=np.float64)
     drops = _dropout_modules(model)
     with _MC_LOCK:
@@ -483,7 +508,8 @@ def _run_model_locked(
                 m.train()
             total = None
             for _ in range(mc):
-                p = np.asarray(model.predict_windows(inputs, xs, ys, device=device), np.float64)
+                p = model.predict_windows(inputs, xs, ys, device=device, **kw)
+                p = np.asarray(p, np.float64)
                 total = p if total is None else total + p
         finally:
             for m, t in zip(drops, was):
@@ -491,11 +517,11 @@ def _run_model_locked(
     return total / mc
 
 
-def _takes_mc_samples(model: Any) -> bool:
+def _takes(model: Any, name: str) -> bool:
     import inspect
 
     try:
-        return "mc_samples" in inspect.signature(model.predict_windows).parameters
+        return name in inspect.signature(model.predict_windows).parameters
     except (TypeError, ValueError):
         return False
 

@@ -269,7 +269,8 @@ NAMED_CONFIGS: dict[str, MisoConfig] = {
         location_scales=4,
         crop=32,
     ),
-    "tiny": MisoConfig(name="tiny"),
+    # the reference's 3-layer LIIF MLPs, at 64 wide: every-pixel decoding stays affordable on a CPU
+    "tiny": MisoConfig(name="tiny", liif_hidden=64),
     "base": MisoConfig(
         name="base",
         embed_dim=128,

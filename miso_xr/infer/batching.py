@@ -1,0 +1,80 @@
+"""How many windows one model call takes: ``batch_size="auto"`` sizes batches by memory.
+
+A batch is sized on the worker that runs it (its device is only known there): the estimated peak
+memory of one window (:func:`window_bytes`) against a share of what the device has free: half
+of the free CUDA memory on a GPU, a quarter of the available RAM split between the CPU threads
+that may run side by side. Larger batches fill a GPU; on a CPU they only need to be large enough
+for big matmuls, so the CPU batch is also capped (:data:`CPU_MAX_BATCH`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["CPU_MAX_BATCH", "GPU_MAX_BATCH", "auto_batch_size", "window_bytes"]
+
+CPU_MAX_BATCH = 32
+GPU_MAX_BATCH = 512
+FALLBACK_BATCH = 16
+
+
+def window_bytes(model: Any, window: int) -> int:
+    """Estimated peak bytes to predict one ``window x window`` window with ``model``.
+
+    For a MISO model, from its configuration: the per-pixel embeddings after the dense LIIF
+    decode (each modality's embedding and projection MLP, the fusion and location branches;
+    the LIIF hidden layers themselves work in bounded chunks), the encoders' stage-0 tokens and
+    the inputs and outputs. Other models: inputs, probabilities and the blend, per pixel.
+
+    >>> from types import SimpleNamespace as NS
+    >>> rf = NS(spec=NS(classes=("a", "b"), modalities=(("covariates", ("e", "s")),)))
+    >>> window_bytes(rf, 64)
+    163840
+    """
+    spec = model.spec
+    px = window * window
+    k = len(spec.classes)
+    bands = sum(len(b) for _, b in spec.modalities)
+    io = px * (4 * bands + 8 * 2 * k)  # float32 inputs; float64 probabilities and blend
+    cfg = getattr(model, "config", None)
+    width = getattr(cfg, "width", None)
+    if cfg is None or width is None:
+        return int(io)
+    n_mod = len(spec.modalities)
+    fusion = getattr(cfg, "fusion_hidden", width)
+    # 4 live (pixels, D) buffers per modality (embedding, MLP hidden and out, norm), the fused
+    # sum and the fusion hidden layer, the location branch (about 4 D)
+    post = px * 4 * (4 * width * n_mod + width + fusion + 4 * width)
+    tokens = px // max(1, getattr(cfg, "patch_size", 4)) ** 2
+    enc = tokens * 4 * getattr(cfg, "embed_dim", 32) * (getattr(cfg, "mlp_ratio", 4.0) + 8) * n_mod
+    return int(io + post + enc)
+
+
+def _device_budget(device: str) -> tuple[int, int]:
+    """(bytes a batch may use on ``device``, the largest sensible batch there)."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(0.5 * free), GPU_MAX_BATCH
+    import psutil
+
+    threads = max(1, os.cpu_count() or 1)  # tasks of a process may predict side by side
+    return int(0.25 * psutil.virtual_memory().available / threads), CPU_MAX_BATCH
+
+
+def auto_batch_size(model: Any, window: int, device: str) -> int:
+    """Windows per model call on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``) by memory.
+
+    >>> from types import SimpleNamespace as NS
+    >>> rf = NS(spec=NS(classes=("a", "b"), modalities=(("covariates", ("e", "s")),)))
+    >>> 1 <= auto_batch_size(rf, 64, "cpu") <= CPU_MAX_BATCH
+    True
+    """
+    try:
+        per = window_bytes(model, window)
+    except (AttributeError, TypeError):  # a predictor without a readable spec
+        return FALLBACK_BATCH
+    budget, most = _device_budget(device)
+    return int(max(1, min(most, budget // max(1, per))))
