@@ -1,22 +1,34 @@
-"""Inference throughput, overhead and memory: a bare torch loop vs predict() vs a cluster, and the RF.
+"""Inference throughput, utilisation, overhead and memory: the old path vs the new, in one run.
 
 One process, one raster, one window plan, side by side:
 
-(a) a bare loop: the same lattice windows cut from an in-memory array, ``predict_windows`` in
-    batches, Gaussian blending in numpy (no Dask, no xarray);
+(a) bare loops (no Dask, no xarray): the lattice windows cut from an in-memory array through
+    ``predict_windows``, blended in numpy, twice: the *old path* (the pixel centres queried as
+    points, ``dense=False``, 8 windows per call, the plan of before) and the *new path* (LIIF's
+    dense decode, ``batch_size="auto"``, the current default plan);
+(v) the model call alone on one batch of windows: eager, channels-last inputs and model, and
+    ``torch.compile`` of the decode (what wins is kept; both are reported);
 (b) ``predict(cube, model).compute()`` on the threaded scheduler;
-(c) the same on a 2-worker ``distributed.LocalCluster`` (processes, 1 thread each), once warm;
-(d) the Random Forest through the same path, and through a plain ``map_blocks`` of its per-pixel
-    ``predict_windows`` (no windows, no halo).
+(c) ``predict -> to_zarr`` of a cube *read from a Zarr store on disk* (not shipped in the graph):
+    threads vs a 2-worker process ``distributed.LocalCluster``; where the time goes (model loads,
+    task compute time summed per kind of task from the task stream, graph size);
+(d) the Random Forest through the same path, and through a plain ``map_blocks``.
 
-It reports pixels/s, the model's FLOP rate against a matmul peak measured on the same device in the
-same run (FLOPs per window from ``torch.utils.flop_counter``), the overhead ratio (b)/(a), the peak
-RSS of ``predict -> to_zarr`` at 1x and 10x the raster's area (a fresh subprocess per size), and the
-projected time for all of Alaska at 10 m (1.7e10 pixels).
+Utilisation, against a matmul peak measured in the same run on the same threads:
 
-    python benchmarks/bench_predict.py --small     # a couple of minutes on 2 CPU cores
+- *effective*: the FLOPs of the naive every-pixel decode (each of the 4 neighbours through the
+  whole 3-layer LIIF MLP on the concatenated feature, offset and cell size, at every pixel of
+  every window of the old plan; plus the encoders and heads), over the elapsed time, over the
+  peak. The restructured decode does less work than that, so this can pass 100 %;
+- *actual*: the FLOPs the new path really runs (counted with ``torch.utils.flop_counter``).
+
+Memory: the peak RSS rise above the starting RSS of ``predict -> to_zarr`` in a fresh subprocess
+at 1x, 10x and 100x a raster's area (the micro model, so the 100x run stays short).
+
+    python benchmarks/bench_predict.py --small     # minutes on 2 CPU cores
     python benchmarks/bench_predict.py             # a bigger raster and the "tiny" MISO config
 
+The machine these figures come from may be shared: compare ratios measured in one run.
 Writes ``benchmarks/results/bench_predict.json``.
 """
 
@@ -42,6 +54,8 @@ from miso_xr.cube.grid import OPTICAL_BANDS as OPTICAL  # noqa: E402
 from miso_xr.cube.terrain import TERRAIN_BANDS as COVARIATES  # noqa: E402
 
 ALASKA_PIXELS = 1.7e10
+# the window plan of before this benchmark's changes: stride half the window, Gaussian sigma W/8
+OLD_SIGMA_FRACTION = 1 / 8
 
 
 def _settings(small: bool) -> dict:
@@ -51,27 +65,26 @@ def _settings(small: bool) -> dict:
             "window": 32,
             "stride": 16,
             "chunks": 64,
-            "config": "small",
-            "batch": 16,
-            "mem_sizes": (96, 304),
+            "config": "micro",
+            "old_batch": 8,
+            "mem_base": 128,
         }
     return {
-        "size": 512,
+        "size": 256,
         "window": 64,
         "stride": 32,
-        "chunks": 256,
+        "chunks": 128,
         "config": "tiny",
-        "batch": 16,
-        "mem_sizes": (256, 810),
+        "old_batch": 8,
+        "mem_base": 128,
     }
 
 
-def make_model(s: dict):
+def make_model(s: dict, config: str | None = None):
     from miso_xr.model import MisoConfig, MisoModel
     from miso_xr.spec import ModelSpec, Normalisation
 
-    name = "micro" if s["config"] == "small" else s["config"]
-    config = MisoConfig.named(name).replace(crop=s["window"])
+    config = MisoConfig.named(config or s["config"]).replace(crop=s["window"])
     spec = ModelSpec(
         kind="miso",
         task="permafrost",
@@ -105,24 +118,39 @@ def make_cube(size: int, chunks: int, seed: int = 0):
     )
 
 
-def bare_loop(cube, model, s: dict) -> tuple[float, int, np.ndarray]:
-    """(a): the lattice windows of the whole raster, batched through the model, blended."""
+def _windows(arr, plan, h, w, pad):
+    rr, cc = np.meshgrid(plan.starts(0, h), plan.starts(0, w), indexing="ij")
+    return rr.ravel(), cc.ravel()
+
+
+def bare_loop(cube, model, s: dict, *, old: bool) -> tuple[float, int, np.ndarray]:
+    """(a): the lattice windows of the whole raster, batched through the model, blended.
+
+    ``old``: the path of before (points queried, 8 windows per call, Gaussian sigma W/8);
+    else the new one (dense decode, automatic batch, the plan's default blending).
+    """
     from miso_xr.cube.grid import Grid
+    from miso_xr.infer.batching import auto_batch_size
     from miso_xr.infer.windows import WindowPlan, blend_windows
 
-    plan = WindowPlan(s["window"], s["stride"])
+    if old:
+        plan = WindowPlan(s["window"], s["stride"], sigma=s["window"] * OLD_SIGMA_FRACTION)
+        batch, kw = s["old_batch"], {"dense": False, "batch_size": s["old_batch"]}
+    else:
+        plan = WindowPlan(s["window"], s["stride"])
+        batch = auto_batch_size(model, s["window"], "cpu")
+        kw = {"batch_size": batch}
     arr = np.concatenate([cube.optical.values, cube.covariates.values])
     g = Grid.from_dataset(cube)
     h, w = g.height, g.width
     pad = plan.window
     t0 = time.perf_counter()
     padded = np.pad(arr, ((0, 0), (pad, pad), (pad, pad)), constant_values=np.nan)
-    rr, cc = np.meshgrid(plan.starts(0, h), plan.starts(0, w), indexing="ij")
-    rr, cc = rr.ravel(), cc.ravel()
+    rr, cc = _windows(arr, plan, h, w, pad)
     offs = np.arange(plan.window)
     acc = None
-    for i in range(0, rr.size, s["batch"]):
-        br, bc = rr[i : i + s["batch"]], cc[i : i + s["batch"]]
+    for i in range(0, rr.size, batch):
+        br, bc = rr[i : i + batch], cc[i : i + batch]
         p = np.stack(
             [
                 padded[:, r + pad : r + pad + plan.window, c + pad : c + pad + plan.window]
@@ -132,7 +160,7 @@ def bare_loop(cube, model, s: dict) -> tuple[float, int, np.ndarray]:
         inputs = {"optical": p[:, :9], "covariates": p[:, 9:]}
         xs = g.left + (bc[:, None] + offs + 0.5) * g.resolution
         ys = g.top - (br[:, None] + offs + 0.5) * g.resolution
-        probs = model.predict_windows(inputs, xs, ys, device="cpu")
+        probs = model.predict_windows(inputs, xs, ys, device="cpu", **kw)
         acc = blend_windows(
             probs, br, bc, origin=(0, 0), shape=(h, w), weights=plan.weights(), out=acc
         )
@@ -140,22 +168,52 @@ def bare_loop(cube, model, s: dict) -> tuple[float, int, np.ndarray]:
     return time.perf_counter() - t0, int(rr.size), prob
 
 
-def flops_per_window(model, s: dict) -> float:
+def _inputs(n: int, win: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    inputs = {
+        "optical": (0.1 + 0.05 * rng.standard_normal((n, 9, win, win))).astype("float32"),
+        "covariates": (300 + rng.standard_normal((n, 6, win, win))).astype("float32"),
+    }
+    xs = np.tile(250_000 + np.arange(win) * 10.0, (n, 1))
+    return inputs, xs, xs[:, ::-1] + 1.4e6
+
+
+def counted_flops_per_window(model, s: dict, *, dense: bool) -> float:
+    """FLOPs (matmuls and convolutions) one window really costs on the path chosen."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    n, win = 4, s["window"]
-    inputs = {
-        "optical": np.full((n, 9, win, win), 0.1, "float32"),
-        "covariates": np.full((n, 6, win, win), 1.0, "float32"),
-    }
-    xs = np.tile(np.arange(win) * 10.0, (n, 1))
+    inputs, xs, ys = _inputs(2, s["window"])
     with FlopCounterMode(display=False) as counter:
-        model.predict_windows(inputs, xs, xs, device="cpu")
-    return counter.get_total_flops() / n
+        model.predict_windows(inputs, xs, ys, device="cpu", dense=dense)
+    return counter.get_total_flops() / 2
+
+
+def naive_flops_per_window(model, s: dict) -> float:
+    """FLOPs of one window with the naive every-pixel decode.
+
+    Each pixel, each stage, each of the 4 neighbours runs the whole LIIF MLP on the
+    concatenated (feature, offset, cell size) input, output layer included; the rest (encoders,
+    projections, fusion, head, location) is what the query path counts minus its LIIF part.
+    """
+    cfg, win = model.config, s["window"]
+    px = win * win
+    naive_liif, query_liif = 0.0, 0.0
+    for c, (h1, h2) in zip(cfg.stage_dims, cfg.liif_widths):
+        naive_liif += 4 * 2 * ((c + 4) * h1 + h1 * h2 + h2 * cfg.width)
+        query_liif += 4 * 2 * (2 * h1 + h1 * h2) + 2 * h2 * cfg.width
+    per_cell = sum(
+        2 * c * h1 * (win // (cfg.patch_size * 2**i)) ** 2
+        for i, (c, (h1, _)) in enumerate(zip(cfg.stage_dims, cfg.liif_widths))
+    )
+    n_mod = len(model.spec.modalities)
+    counted = counted_flops_per_window(model, s, dense=False)
+    # the counter sees matmuls only: 2 * (feature gather: none) + offset/cell linears (4 each)
+    rest = counted - n_mod * (px * query_liif + per_cell)
+    return rest + n_mod * px * naive_liif
 
 
 def matmul_peak(seconds: float = 2.0) -> float:
-    """fp32 matmul FLOP/s on this CPU, with torch's default threads (best of several runs)."""
+    """fp32 matmul FLOP/s on this CPU, with torch's current threads (best of several runs)."""
     import torch
 
     n = 1024
@@ -170,6 +228,56 @@ def matmul_peak(seconds: float = 2.0) -> float:
     return best
 
 
+def variants(model, s: dict, repeats: int = 2) -> dict:
+    """(v): one batch of windows through the model: eager, channels-last, torch.compile."""
+    import torch
+
+    n = 8
+    inputs, xs, ys = _inputs(n, s["window"])
+    out = {}
+
+    def timed(fn) -> float:
+        fn()  # warm-up (and, for compile, the compilation)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    def run():
+        return model.predict_windows(inputs, xs, ys, device="cpu", batch_size=n)
+
+    out["eager_s_per_window"] = timed(run) / n
+    ref = run()
+    # channels-last: the convolutions' layout (patch embedding, LIIF's per-cell 1x1 convs)
+    model.net.to(memory_format=torch.channels_last)
+    out["channels_last_s_per_window"] = timed(run) / n
+    out["channels_last_max_abs_diff"] = float(np.abs(run() - ref).max())
+    model.net.to(memory_format=torch.contiguous_format)
+    try:
+        for liif in model.net.implicit.values():
+            liif.dense = torch.compile(liif.dense, dynamic=False)
+        t0 = time.perf_counter()
+        run()
+        out["compile_seconds"] = time.perf_counter() - t0
+        out["compile_s_per_window"] = timed(run) / n
+        out["compile_max_abs_diff"] = float(np.abs(run() - ref).max())
+    except Exception as err:  # a missing compiler is a result here, not a crash
+        out["compile_error"] = f"{type(err).__name__}: {str(err)[:300]}"
+    finally:
+        for liif in model.net.implicit.values():
+            liif.__dict__.pop("dense", None)
+    best = min(
+        ("eager", out["eager_s_per_window"]),
+        ("channels_last", out["channels_last_s_per_window"]),
+        ("compile", out.get("compile_s_per_window", float("inf"))),
+        key=lambda kv: kv[1],
+    )
+    out["fastest"] = best[0]
+    return out
+
+
 MEM_CHILD = """
 import json, sys, tempfile, threading, time
 import psutil
@@ -178,10 +286,10 @@ import bench_predict as b
 from miso_xr.infer.predict import predict
 from miso_xr.io import to_zarr
 s = json.loads({settings!r})
-model = b.make_model(s)
-cube = b.make_cube({size}, s["chunks"])
+model = b.make_model(s, "micro")
 proc = psutil.Process()
 base = proc.memory_info().rss
+cube = b.make_cube({size}, s["chunks"])
 peak = [base]
 done = threading.Event()
 def sample():
@@ -190,10 +298,11 @@ def sample():
 threading.Thread(target=sample, daemon=True).start()
 t0 = time.perf_counter()
 with tempfile.TemporaryDirectory() as d:
-    to_zarr(predict(cube, model, batch_size=s["batch"]), d + "/m.zarr", progress=False)
+    to_zarr(predict(cube, model), d + "/m.zarr", progress=False)
 dt = time.perf_counter() - t0
 done.set()
-print(json.dumps({{"pixels": {size} ** 2, "rss_before_mib": base / 2**20, "peak_rss_mib": peak[0] / 2**20,
+print(json.dumps({{"pixels": {size} ** 2, "rss_before_mib": base / 2**20,
+                  "peak_rss_mib": peak[0] / 2**20, "rise_mib": (peak[0] - base) / 2**20,
                   "seconds": dt, "input_mib": cube.nbytes / 2**20}}))
 """
 
@@ -204,9 +313,73 @@ def memory_at(size: int, s: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _task_seconds(stream: list) -> dict:
+    """Compute seconds summed per kind of task (key prefix), from a distributed task stream."""
+    from dask.utils import key_split
+
+    out: dict = {}
+    for t in stream:
+        name = key_split(t["key"])
+        for part in t.get("startstops", ()):
+            out.setdefault(f"{name}:{part['action']}", 0.0)
+            out[f"{name}:{part['action']}"] += part["stop"] - part["start"]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:10])
+
+
+def cluster_from_files(model, s: dict, tmp: str) -> dict:
+    """(c): predict -> to_zarr of a cube read lazily from a Zarr store: threads vs processes."""
     import dask
-    import dask.array as da
+    import distributed
+    import xarray as xr
+
+    from miso_xr.infer.predict import predict
+    from miso_xr.infer.workers import PrewarmModel, model_ref
+    from miso_xr.io import to_zarr
+
+    src = os.path.join(tmp, "cube.zarr")
+    make_cube(s["size"], s["chunks"]).to_zarr(src, mode="w")
+    out = {}
+
+    def maps():
+        cube = xr.open_zarr(src)
+        return predict(cube, model)
+
+    m = maps()
+    out["graph_tasks"] = len(m.probability.data.__dask_graph__())
+    import pickle
+
+    out["graph_pickle_bytes"] = len(pickle.dumps(dict(m.probability.data.__dask_graph__())))
+    with dask.config.set(scheduler="threads"):
+        to_zarr(maps(), os.path.join(tmp, "warm.zarr"), progress=False, overwrite=True)
+        t0 = time.perf_counter()
+        to_zarr(maps(), os.path.join(tmp, "t.zarr"), progress=False, overwrite=True)
+        out["threads_seconds"] = time.perf_counter() - t0
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        t0 = time.perf_counter()
+        client.register_plugin(PrewarmModel(model_ref(model)))
+        out["cluster_prewarm_seconds"] = time.perf_counter() - t0
+        out["worker_torch_threads"] = list(
+            client.run(lambda: __import__("torch").get_num_threads()).values()
+        )
+        with distributed.get_task_stream(client) as ts:
+            t0 = time.perf_counter()
+            to_zarr(maps(), os.path.join(tmp, "c.zarr"), progress=False, overwrite=True)
+            out["cluster_seconds"] = time.perf_counter() - t0
+        out["cluster_task_seconds"] = _task_seconds(ts.data)
+    out["cluster_vs_threads"] = out["cluster_seconds"] / out["threads_seconds"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from miso_xr.infer.predict import predict
@@ -214,17 +387,22 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help="a quick run (small raster and model)")
     ap.add_argument("--no-cluster", action="store_true", help="skip the LocalCluster run")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_predict.json"))
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     s = _settings(args.small)
     res: dict = {
+        "command": "python benchmarks/bench_predict.py " + " ".join(argv or sys.argv[1:]),
         "settings": s,
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
-            "loadavg_1min": os.getloadavg()[0],
+            "loadavg_1min_at_start": os.getloadavg()[0],
         },
     }
     model = make_model(s)
@@ -233,84 +411,69 @@ def main(argv: list[str] | None = None) -> dict:
     cube = make_cube(s["size"], s["chunks"])
     pixels = s["size"] ** 2
 
-    fpw = flops_per_window(model, s)
+    naive = naive_flops_per_window(model, s)
+    actual = counted_flops_per_window(model, s, dense=True)
     peak = matmul_peak()
-    res["flops_per_window"] = fpw
+    res["flops_per_window"] = {
+        "naive_every_pixel": naive,
+        "query_path": counted_flops_per_window(model, s, dense=False),
+        "dense_path": actual,
+    }
     res["matmul_peak_flops"] = peak
 
-    model.predict_windows(  # warm-up: first calls allocate
-        {
-            "optical": np.zeros((1, 9, s["window"], s["window"]), "float32"),
-            "covariates": np.zeros((1, 6, s["window"], s["window"]), "float32"),
-        },
-        np.zeros((1, s["window"])),
-        np.zeros((1, s["window"])),
-    )
-    t_a, n_windows, prob_a = bare_loop(cube, model, s)
-    res["a_bare_loop"] = {
-        "seconds": t_a,
-        "windows": n_windows,
-        "pixels_per_s": pixels / t_a,
-        "model_flops_per_s": fpw * n_windows / t_a,
-        "flop_utilisation": fpw * n_windows / t_a / peak,
+    inputs, xs, ys = _inputs(1, s["window"])
+    model.predict_windows(inputs, xs, ys)  # warm-up: first calls allocate
+    t_old, n_old, prob_old = bare_loop(cube, model, s, old=True)
+    t_new, n_new, prob_new = bare_loop(cube, model, s, old=False)
+    res["a_old_path"] = {"seconds": t_old, "windows": n_old, "pixels_per_s": pixels / t_old}
+    res["a_new_path"] = {
+        "seconds": t_new,
+        "windows": n_new,
+        "pixels_per_s": pixels / t_new,
+        "speedup_vs_old": t_old / t_new,
+        "effective_utilisation": naive * n_old / t_new / peak,
+        "actual_utilisation": actual * n_new / t_new / peak,
     }
+    res["a_old_path"]["effective_utilisation"] = naive * n_old / t_old / peak
+    res["a_old_path"]["actual_utilisation"] = (
+        res["flops_per_window"]["query_path"] * n_old / t_old / peak
+    )
+    res["variants"] = variants(model, s)
 
-    maps = predict(cube, model, batch_size=s["batch"])
+    maps = predict(cube, model)
     maps.probability.values  # noqa: B018 - warm-up: loads the model into this process's cache
     t0 = time.perf_counter()
     prob_b = maps.probability.values
     t_b = time.perf_counter() - t0
-    n_chunks = len(cube.chunks["y"]) * len(cube.chunks["x"])
     res["b_threads"] = {
         "seconds": t_b,
         "pixels_per_s": pixels / t_b,
-        "chunks": n_chunks,
-        "overhead_vs_bare": t_b / t_a,
-        "max_abs_diff_vs_bare": float(np.nanmax(np.abs(prob_b[1] - prob_a[1]))),
+        "chunks": len(cube.chunks["y"]) * len(cube.chunks["x"]),
+        "overhead_vs_bare_new": t_b / t_new,
+        "max_abs_diff_vs_bare_new": float(np.nanmax(np.abs(prob_b[1] - prob_new[1]))),
     }
-
     if not args.no_cluster:
-        import distributed
-
-        from miso_xr.infer.workers import PrewarmModel, model_ref
-
-        with (
-            distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            ) as cluster,
-            distributed.Client(cluster) as client,
-        ):
-            client.register_plugin(PrewarmModel(model_ref(model)))
-            t0 = time.perf_counter()
-            client.compute(maps.probability).result()
-            t_c = time.perf_counter() - t0
-        res["c_cluster_2x1"] = {
-            "seconds": t_c,
-            "pixels_per_s": pixels / t_c,
-            "speedup_vs_threads": t_b / t_c,
-        }
-
+        res["c_files"] = cluster_from_files(model, s, tmp)
     res["d_random_forest"] = bench_rf(cube, s)
-
-    res["memory"] = {f"{k}x": memory_at(size, s) for k, size in zip((1, 10), s["mem_sizes"])}
-    best = max(v["pixels_per_s"] for k, v in res.items() if k[:2] in ("b_", "c_"))
+    if not args.no_memory:
+        base = s["mem_base"]
+        res["memory"] = {f"{k}x": memory_at(int(round(base * k**0.5)), s) for k in (1, 10, 100)}
+        m = res["memory"]
+        res["memory"]["rise_growth_10x_to_100x"] = m["100x"]["rise_mib"] / m["10x"]["rise_mib"] - 1
+    best = max(res["a_new_path"]["pixels_per_s"], res["b_threads"]["pixels_per_s"])
     res["alaska_10m"] = {
         "pixels": ALASKA_PIXELS,
         "hours_at_best_rate_here": ALASKA_PIXELS / best / 3600,
-        "hours_bare_loop_rate": ALASKA_PIXELS / res["a_bare_loop"]["pixels_per_s"] / 3600,
+        "hours_old_path_rate": ALASKA_PIXELS / res["a_old_path"]["pixels_per_s"] / 3600,
         "hours_random_forest": ALASKA_PIXELS
         / res["d_random_forest"]["predict_pixels_per_s"]
         / 3600,
-        "note": "linear projection from this machine; divide by the number of equal workers/GPUs",
+        "note": "linear projection from this machine; divide by the number of equal workers",
     }
+    res["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2, default=float))
     _print_table(res)
-    del dask, da
     return res
 
 
@@ -373,64 +536,72 @@ def bench_rf(cube, s: dict) -> dict:
 
 
 def _print_table(res: dict) -> None:
-    rows = [
-        (
-            "(a) bare torch loop",
-            res["a_bare_loop"]["seconds"],
-            res["a_bare_loop"]["pixels_per_s"],
-            "",
-        )
-    ]
-    b = res["b_threads"]
-    rows.append(
-        (
-            "(b) predict, threads",
-            b["seconds"],
-            b["pixels_per_s"],
-            f"overhead (b)/(a) = {b['overhead_vs_bare']:.2f}",
-        )
-    )
-    if "c_cluster_2x1" in res:
-        c = res["c_cluster_2x1"]
-        rows.append(
-            (
-                "(c) LocalCluster 2x1",
-                c["seconds"],
-                c["pixels_per_s"],
-                f"speed-up vs (b) = {c['speedup_vs_threads']:.2f}",
-            )
-        )
-    d = res["d_random_forest"]
-    rows.append(
-        (
-            "(d) RF via predict",
-            d["predict_seconds"],
-            d["predict_pixels_per_s"],
-            f"vs plain map_blocks = {d['overhead_vs_plain']:.2f}",
-        )
-    )
-    rows.append(
-        ("(d) RF plain map_blocks", d["plain_map_blocks_seconds"], d["plain_pixels_per_s"], "")
-    )
-    print(f"{'run':28s} {'seconds':>9s} {'pixels/s':>12s}  note")
-    for name, sec, pps, note in rows:
-        print(f"{name:28s} {sec:9.2f} {pps:12.0f}  {note}")
-    a = res["a_bare_loop"]
     print(
-        f"FLOPs/window {res['flops_per_window']:.3g}; model {a['model_flops_per_s']:.3g} FLOP/s "
-        f"vs matmul peak {res['matmul_peak_flops']:.3g} -> utilisation "
-        f"{100 * a['flop_utilisation']:.1f} %"
+        f"machine: {res['machine']['cpus']} CPUs, torch threads {res['machine']['torch_threads']}, "
+        f"load {res['machine']['loadavg_1min_at_start']:.1f} -> "
+        f"{res['machine']['loadavg_1min_at_end']:.1f} (shared: compare ratios)"
     )
-    for k, m in res["memory"].items():
+    f = res["flops_per_window"]
+    print(
+        f"FLOPs/window: naive every-pixel {f['naive_every_pixel']:.3g}, query path "
+        f"{f['query_path']:.3g}, dense path {f['dense_path']:.3g}; matmul peak "
+        f"{res['matmul_peak_flops']:.3g} FLOP/s"
+    )
+    print(f"{'run':30s} {'seconds':>9s} {'pixels/s':>10s} {'eff. util':>9s} {'act. util':>9s}")
+    for key, name in (("a_old_path", "(a) old path, bare"), ("a_new_path", "(a) new path, bare")):
+        r = res[key]
         print(
-            f"memory {k}: {m['pixels']:.3g} px, input {m['input_mib']:.0f} MiB, RSS before "
-            f"{m['rss_before_mib']:.0f} MiB, peak {m['peak_rss_mib']:.0f} MiB, "
-            f"{m['seconds']:.1f} s"
+            f"{name:30s} {r['seconds']:9.2f} {r['pixels_per_s']:10.0f} "
+            f"{100 * r['effective_utilisation']:8.1f}% {100 * r['actual_utilisation']:8.1f}%"
+        )
+    print(f"new / old pixels per second: {res['a_new_path']['speedup_vs_old']:.2f}x")
+    b = res["b_threads"]
+    print(
+        f"{'(b) predict, threads':30s} {b['seconds']:9.2f} {b['pixels_per_s']:10.0f}  "
+        f"overhead vs bare new path {b['overhead_vs_bare_new']:.2f}"
+    )
+    v = res["variants"]
+    print(
+        "model call per window: eager {:.3g} s, channels-last {:.3g} s, torch.compile {} "
+        "-> fastest: {}".format(
+            v["eager_s_per_window"],
+            v["channels_last_s_per_window"],
+            f"{v['compile_s_per_window']:.3g} s"
+            if "compile_s_per_window" in v
+            else v.get("compile_error", "n/a"),
+            v["fastest"],
+        )
+    )
+    if "c_files" in res:
+        c = res["c_files"]
+        print(
+            f"(c) predict->to_zarr from a Zarr cube: threads {c['threads_seconds']:.2f} s, "
+            f"2-process LocalCluster {c['cluster_seconds']:.2f} s "
+            f"(x{c['cluster_vs_threads']:.2f}); prewarm {c['cluster_prewarm_seconds']:.2f} s; "
+            f"graph {c['graph_tasks']} tasks, {c['graph_pickle_bytes'] / 1e3:.0f} kB"
+        )
+        for k, sec in c["cluster_task_seconds"].items():
+            print(f"    {k:50s} {sec:8.2f} s")
+    d = res["d_random_forest"]
+    print(
+        f"(d) RF via predict {d['predict_pixels_per_s']:.0f} px/s, plain map_blocks "
+        f"{d['plain_pixels_per_s']:.0f} px/s (x{d['overhead_vs_plain']:.2f})"
+    )
+    if "memory" in res:
+        for k, m in res["memory"].items():
+            if isinstance(m, dict):
+                print(
+                    f"memory {k}: {m['pixels']:.3g} px, input {m['input_mib']:.0f} MiB, RSS "
+                    f"before {m['rss_before_mib']:.0f} MiB, peak {m['peak_rss_mib']:.0f} MiB, "
+                    f"rise {m['rise_mib']:.0f} MiB, {m['seconds']:.1f} s"
+                )
+        print(
+            f"peak RSS rise, 10x -> 100x: {100 * res['memory']['rise_growth_10x_to_100x']:+.0f} %"
         )
     al = res["alaska_10m"]
     print(
-        f"Alaska at 10 m (1.7e10 px): {al['hours_at_best_rate_here']:.3g} h at the best MISO "
-        f"rate here; RF {al['hours_random_forest']:.3g} h"
+        f"Alaska at 10 m (1.7e10 px), one process here: {al['hours_at_best_rate_here']:.3g} h "
+        f"(old path {al['hours_old_path_rate']:.3g} h); RF {al['hours_random_forest']:.3g} h"
     )
 
 

@@ -39,6 +39,7 @@ __all__ = ["to_cog", "to_zarr"]
 
 PROGRESS = ".miso_progress"
 TEMPLATE_ATTR = "miso_xr_template"
+COG_CACHE_MB = 32  # GDAL block cache while writing a COG (MB)
 
 
 # ---- Zarr -----------------------------------------------------------------------------------------
@@ -457,8 +458,18 @@ def to_cog(
     compress: str = "DEFLATE",
     blocksize: int = 512,
     overview_resampling: str | None = None,
+    progress: bool = False,
 ) -> str:
-    """Write one map to a Cloud-Optimised GeoTIFF through rioxarray (GDAL's COG driver).
+    """Write one map to a Cloud-Optimised GeoTIFF, chunk by chunk, whatever its size.
+
+    A Dask-backed map is never gathered into memory: its chunks are computed by the current
+    scheduler (threads, or the ``distributed`` cluster in use) and written one at a time, under
+    a lock, into a tiled GeoTIFF beside ``path``; GDAL's COG driver then translates that file
+    into the COG (overviews included) reading it from disk block by block, and the tiled file is
+    removed. The client's memory stays that of a few chunks, so a statewide map can be written
+    (the disk needs room for the map twice during the write). On a cluster of several machines
+    ``path``'s folder must be shared by the workers; otherwise write Zarr
+    (:func:`to_zarr`) and translate it where it lies.
 
     Parameters
     ----------
@@ -478,6 +489,8 @@ def to_cog(
     overview_resampling
         Resampling of the overviews; default ``"mode"`` for integer maps (labels), ``"average"``
         otherwise.
+    progress
+        Show dask's progress bar while the chunks are computed (threaded scheduler).
 
     Returns
     -------
@@ -506,6 +519,8 @@ def to_cog(
         raise InputError(
             f"to_cog writes (y, x) or (band, y, x) maps; {da.name!r} has dims {da.dims}"
         )
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize % 16:
+        raise InputError(f"blocksize={blocksize!r}: a COG tile side is a multiple of 16 px")
     da = da.transpose(*extra, "y", "x")
     if da.rio.crs is None:
         raise InputError(
@@ -524,27 +539,98 @@ def to_cog(
     from .cube.grid import Grid
 
     da = da.rio.write_transform(Grid.from_dataset(da).transform)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part.tif", dir=out.parent)
-    os.close(fd)
+    tiled = _temp_name(out, ".tiles.tif")
+    tmp = _temp_name(out, ".part.tif")
     try:
-        with warnings.catch_warnings():
-            # rioxarray 0.19 builds transforms with affine's `*`, which affine >= 3.1 marks
-            # PendingDeprecationWarning; harmless, and not ours to fix
-            warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
-            da.rio.to_raster(
+        _write_tiled(da, tiled, blocksize=blocksize, progress=progress)
+        import rasterio
+        import rasterio.shutil
+
+        # GDAL's block cache defaults to 5 % of RAM: bound it, the translation streams anyway
+        with rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS", GDAL_CACHEMAX=COG_CACHE_MB):
+            rasterio.shutil.copy(
+                tiled,
                 tmp,
                 driver="COG",
-                recalc_transform=False,
-                compress=compress,
-                blocksize=blocksize,
-                overview_resampling=overview_resampling or ("mode" if integer else "average"),
+                COMPRESS=compress,
+                BLOCKSIZE=blocksize,
+                OVERVIEW_RESAMPLING=(
+                    overview_resampling or ("mode" if integer else "average")
+                ).upper(),
                 BIGTIFF="IF_SAFER",
             )
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        Path(tiled).unlink(missing_ok=True)
     return str(out)
+
+
+def _temp_name(out: Path, suffix: str) -> str:
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    return tmp
+
+
+def _write_tiled(da: xr.DataArray, path: str, *, blocksize: int, progress: bool) -> None:
+    """A tiled GeoTIFF of ``da``, its Dask chunks computed and written one at a time."""
+    import contextlib
+
+    import dask.array
+
+    lazy = isinstance(da.data, dask.array.Array)
+    lock: Any = False
+    if lazy:
+        lock = _write_lock(path)
+        # compressing tiles that are rewritten in place would grow the file; compress only when
+        # every chunk covers whole tiles (the COG is compressed in the translation anyway)
+        chunks = da.data.chunks[-2:]
+        aligned = all(all(c % blocksize == 0 for c in axis[:-1]) for axis in chunks)
+    else:
+        aligned = True
+    nbytes = int(np.prod(da.shape, dtype=np.int64)) * da.dtype.itemsize
+    bar: Any = contextlib.nullcontext()
+    if progress and lazy:
+        from dask.diagnostics import ProgressBar
+
+        bar = ProgressBar()
+    import rasterio
+
+    with warnings.catch_warnings(), bar, rasterio.Env(GDAL_CACHEMAX=COG_CACHE_MB):
+        # rioxarray 0.19 builds transforms with affine's `*`, which affine >= 3.1 marks
+        # PendingDeprecationWarning; harmless, and not ours to fix
+        warnings.filterwarnings("ignore", "Use `@` matmul", PendingDeprecationWarning)
+        da.rio.to_raster(
+            path,
+            driver="GTiff",
+            recalc_transform=False,
+            tiled=True,
+            blockxsize=blocksize,
+            blockysize=blocksize,
+            compress="DEFLATE" if aligned else None,
+            BIGTIFF="YES" if nbytes > 2**31 else "IF_SAFER",
+            windowed=not lazy,
+            lock=lock,
+        )
+
+
+def _write_lock(path: str) -> Any:
+    """One writer at a time: a ``distributed.Lock`` under a cluster, else a thread lock."""
+    import threading
+
+    import dask
+
+    try:
+        from distributed import Lock, default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return threading.Lock()
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        return threading.Lock()
+    return Lock(f"miso-xr-to-cog-{os.path.basename(path)}")
 
 
 def _pick(obj: xr.Dataset | xr.DataArray, variable: str | None) -> xr.DataArray:

@@ -125,7 +125,7 @@ def reference_map(cube, model, window, stride):
     k = len(model.spec.classes)
     acc = np.zeros((k, h + 2 * pad, w + 2 * pad))
     wsum = np.zeros((h + 2 * pad, w + 2 * pad))
-    wt = window_weights(window, window / 8)
+    wt = window_weights(window)  # predict's default: Hann
     g = Grid.from_dataset(cube)
     r = -((window - 1) // stride) * stride
     while r < h:

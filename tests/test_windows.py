@@ -116,13 +116,24 @@ def test_constant_predictions_blend_to_the_constant():
 
 
 def test_the_gaussian_weight():
-    plan = WindowPlan(window=32, stride=16)
-    assert plan.blend_sigma == 4.0  # documented default: window / 8
+    plan = WindowPlan(window=32, stride=16, sigma=4.0)
+    assert plan.blend_sigma == 4.0 and plan.blend == "gaussian sigma=4 px"
     w = plan.weights()
     assert w.shape == (32, 32) and np.isclose(w.max(), np.exp(-(0.5**2) / 32) ** 2)
     assert np.allclose(w, w.T) and np.allclose(w, w[::-1, ::-1])  # centred, symmetric
     assert w[0, 0] < 1e-3 * w[16, 16] and w.min() >= 1e-6
-    assert WindowPlan(window=32, stride=16, sigma=8.0).blend_sigma == 8.0
+
+
+def test_the_default_hann_weight_cross_fades_over_the_whole_stride():
+    plan = WindowPlan(window=32, stride=16)
+    assert plan.blend_sigma is None and plan.blend == "hann"
+    w = plan.weights()
+    assert np.allclose(w, w.T) and np.allclose(w, w[::-1, ::-1])
+    g = np.sqrt(np.diag(w))
+    assert np.allclose(g[:16] + g[16:], 1.0)  # a partition of unity at stride window / 2
+    assert g[0] < 0.01 and g[15] > 0.99  # ~0 at the window's edge, ~1 at its centre
+    # no plateau and no cliff: the hand-over between two windows is spread over the stride
+    assert np.abs(np.diff(g)).max() < 2 * np.pi / 32 / 2 + 1e-9
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,9 @@ def predict(
         Overlap depth in pixels; default (and minimum) the reach of the windows, which
         :meth:`~miso_xr.infer.windows.WindowPlan.halo_for` plans from window, stride and chunks.
     sigma
-        Gaussian blending width in pixels (default ``window / 8``).
+        ``None`` (default): blend windows with a Hann weight (smooth; at ``stride = window / 2``
+        a pixel's windows cross-fade over the whole stride). A number: a Gaussian weight of that
+        width in pixels (the maps of before: ``window / 8``).
     cache_dir
         Where a model that was never saved is saved for the workers to load.
 
@@ -626,7 +628,7 @@ def _as_dataset(
             "model_source": ref.source,
             "window": plan.window,
             "stride": plan.stride,
-            "blend_sigma": plan.blend_sigma,
+            "blend": plan.blend,
             "mc_samples": mc,
         }
     )

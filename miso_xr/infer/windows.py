@@ -17,11 +17,15 @@ weights, and nothing special happens at the border.
 
 Blending
 --------
-Overlapping window predictions are averaged with a separable Gaussian weight centred on the window,
-``w(i) = exp(-(i - (W - 1) / 2)**2 / (2 sigma**2))`` with ``sigma = W / 8`` by default (the choice of
-nnU-Net and MONAI's sliding-window inference: the window's centre dominates, its edges, where the
-model sees least context, count little), and the weighted sum is divided by the sum of the weights
-at each pixel, so a constant prediction blends to the same constant.
+Overlapping window predictions are averaged with a separable weight centred on the window, and the
+weighted sum is divided by the sum of the weights at each pixel, so a constant prediction blends to
+the same constant. By default the weight is a Hann (raised-cosine) window,
+``w(i) = sin(pi (i + 0.5) / W)**2``: it falls smoothly to ~0 at the window's edges (where the model
+sees least context), and at ``stride = W / 2`` the two windows over a pixel along an axis have
+weights summing to exactly 1, so every pixel is a smooth cross-fade of its windows over the whole
+stride. A Gaussian weight (``sigma=``, the choice of nnU-Net and MONAI) is narrower at ``W / 8``:
+the nearest window centre dominates and the hand-over between windows happens over a few pixels,
+which drew the window lattice on the maps.
 
 >>> plan = WindowPlan(window=8, stride=4)
 >>> plan.starts(0, 10).tolist()          # windows touching pixels 0..9
@@ -61,7 +65,8 @@ class WindowPlan:
         pixel along an axis when ``stride`` divides ``window`` (e.g. ``stride = window // 2``: 4
         windows per pixel in 2-D).
     sigma
-        Standard deviation of the Gaussian blending weight (pixels); ``None`` means ``window / 8``.
+        ``None`` (default): the Hann blending weight. A number: a Gaussian blending weight of that
+        standard deviation (pixels; the maps of before used ``window / 8``).
 
     Examples
     --------
@@ -88,9 +93,14 @@ class WindowPlan:
         object.__setattr__(self, "stride", int(s))
 
     @property
-    def blend_sigma(self) -> float:
-        """The Gaussian's standard deviation actually used (pixels)."""
-        return float(self.sigma) if self.sigma is not None else self.window / 8.0
+    def blend_sigma(self) -> float | None:
+        """The Gaussian's standard deviation (pixels), ``None`` for the Hann weight."""
+        return float(self.sigma) if self.sigma is not None else None
+
+    @property
+    def blend(self) -> str:
+        """The blending weight, in words (recorded in the maps' attributes)."""
+        return "hann" if self.sigma is None else f"gaussian sigma={float(self.sigma):g} px"
 
     def coverage(self) -> int:
         """Windows covering a pixel in 2-D when ``stride`` divides ``window`` (at least otherwise)."""
@@ -131,21 +141,30 @@ class WindowPlan:
         return halo
 
     def weights(self) -> np.ndarray:
-        """The ``(window, window)`` float64 Gaussian blending weight (peak 1)."""
+        """The ``(window, window)`` float64 blending weight (Hann, or Gaussian with ``sigma``)."""
         return window_weights(self.window, self.blend_sigma)
 
 
-def window_weights(window: int, sigma: float) -> np.ndarray:
-    """Separable Gaussian weight of a ``window`` x ``window`` window, peak 1, never below 1e-6.
+def window_weights(window: int, sigma: float | None = None) -> np.ndarray:
+    """Separable weight of a ``window`` x ``window`` window, never below 1e-6.
 
-    The floor keeps the normalising sum away from zero for very narrow ``sigma``.
+    ``sigma=None``: Hann, ``sin(pi (i + 0.5) / W)**2`` per axis (a partition of unity at a stride
+    of ``W / 2``). A number: Gaussian of that standard deviation, peak 1. The floor keeps the
+    normalising sum away from zero.
 
     >>> w = window_weights(4, 1.0)
     >>> w.shape, bool(w[1, 1] == w.max())
     ((4, 4), True)
+    >>> g = np.sqrt(np.diag(window_weights(8)))   # Hann per axis
+    >>> bool(np.allclose(g[:4] + g[4:], 1.0))       # windows 4 apart: weights sum to 1
+    True
     """
-    i = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
-    g = np.exp(-(i**2) / (2.0 * float(sigma) ** 2))
+    i = np.arange(window, dtype=np.float64)
+    if sigma is None:
+        g = np.sin(np.pi * (i + 0.5) / window) ** 2
+    else:
+        c = i - (window - 1) / 2.0
+        g = np.exp(-(c**2) / (2.0 * float(sigma) ** 2))
     return np.maximum(np.outer(g, g), 1e-6)
 
 

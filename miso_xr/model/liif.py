@@ -256,7 +256,7 @@ def _phases(
     j = torch.arange(stride, dtype=torch.float64)
     u = (2 * j + 1 - stride) / (2 * stride)  # offset from the pixel's own cell centre
     halves = []
-    lo = int((u < 0).sum())
+    lo = stride // 2  # phases left of their cell's centre: 2j + 1 < stride
     for sl, e in ((slice(0, lo), -1), (slice(lo, stride), 0)):
         if sl.stop <= sl.start:
             continue
