@@ -267,7 +267,6 @@ def test_safetensors_round_trip_is_identical(fitted, tmp_path):
 
 
 def test_cube_predict_works_like_miso(fitted):
-    pytest.importorskip("miso_xr.infer.predict")
     _, cube, grid, _, _ = fitted
     # a forest with 16-pixel windows: predict tiles the small cube with several of them
     small = RandomForestBaseline(n_estimators=5, window=16, features=["covariates"])

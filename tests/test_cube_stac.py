@@ -502,7 +502,8 @@ def test_bad_inputs(kwargs, match):
 @pytest.mark.slow
 def test_synthetic_scene_end_to_end(tmp_path):
     """The project's synthetic scene, served as COGs + a STAC API, comes back as written."""
-    synthetic = pytest.importorskip("miso_xr.datasets.synthetic")
+    from miso_xr.datasets import synthetic
+
     sc = synthetic.make_scene(seed=0, size=64, n_dates=3, n_observations=20)
     synthetic.write_scene(sc, tmp_path)
     g = sc.grid

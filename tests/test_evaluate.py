@@ -225,7 +225,6 @@ def test_errors(setting):
 def test_miso_trained_and_loaded_score_alike(setting, tmp_path):
     """MISO through evaluate: the trained model's predict_points and a loaded checkpoint (no
     predict_points: crops around the points) give the same scores."""
-    pytest.importorskip("torch")
     import miso_xr
     from miso_xr.loaders import load_checkpoint
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_predict import ToyModel, toy_cube, toy_spec
 
 from miso_xr.infer import workers
 from miso_xr.infer.predict import predict
-
-torch = pytest.importorskip("torch")
 
 pytestmark = [
     pytest.mark.gpu,
@@ -36,7 +35,6 @@ def test_auto_picks_cuda_and_matches_cpu(toy):
 
 
 def test_miso_model_on_cuda_is_seamless(tmp_path):
-    pytest.importorskip("miso_xr.model.miso")
     from test_predict import _small_miso
 
     model = _small_miso()

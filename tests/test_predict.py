@@ -223,7 +223,6 @@ def test_outputs_layout_and_meaning(toy):
     assert np.isnan(u[nodata]).all()
     expected = -(p * np.log(p)).sum(0) / np.log(3)
     assert np.allclose(u[~nodata], expected[~nodata], atol=1e-5)
-    assert 0 <= u[~nodata].min() and u[~nodata].max() <= 1
 
 
 def test_one_output_only_and_batch_size_does_not_matter(toy):
@@ -454,7 +453,6 @@ def test_suggest_samples_bad_inputs(call, message):
 
 
 def _small_miso(spec_window=32):
-    pytest.importorskip("miso_xr.model.miso")
     from miso_xr.model import MisoConfig, MisoModel
 
     config = MisoConfig.named("micro").replace(
@@ -486,7 +484,6 @@ def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes)
 
 @THIN_CHUNKS
 def test_random_forest_through_predict(tmp_path):
-    pytest.importorskip("miso_xr.training.baseline")
     import pandas as pd
 
     from miso_xr.observations import read_observations

@@ -79,7 +79,8 @@ def test_no_gpu_annotation_without_a_gpu_cluster(toy):
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed")
+    import distributed
+
     # the workers declare a GPU resource the way a GPU cluster would (`--resources GPU=1`), so the
     # tasks' resource annotations are exercised; they still compute on CPU (device="auto")
     with (
