@@ -324,7 +324,9 @@ def test_default_map_does_not_move_with_the_pixels():
     shift = 100_000.0
     moved_grid = Grid(grid.crs, grid.left + shift, grid.top + shift, grid.resolution, 96, 96)
     layers = {m: (cube[m].values, list(cube[m][f"{m}_band"].values)) for m in cube.data_vars}
-    moved = make_cube(layers, moved_grid, chunks=16)
+    # chunks as thick as the default windows' halo, so predict has nothing to rechunk
+    cube = make_cube(layers, grid, chunks=48)
+    moved = make_cube(layers, moved_grid, chunks=48)
     moved_obs = read_observations(
         pd.DataFrame(
             {"x": obs["x"] + shift, "y": obs["y"] + shift, "permafrost": obs["label"].cat.codes}
