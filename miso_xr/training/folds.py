@@ -211,6 +211,8 @@ class SpatialKFold:
     seed
         Seed of the fold dealing.
 
+    Notes
+    -----
     ``split(X, y=None, groups=None)`` takes ``X`` as an observation table with ``x``/``y``
     columns (:func:`miso_xr.read_observations`) or an ``(n, 2)`` array of x, y; ``groups``, when
     given, are cluster ids used instead of clustering (as ``GroupKFold``). It yields

@@ -1,0 +1,115 @@
+"""Execute the notebook gallery: ``docs/notebooks/*.ipynb`` (no outputs) -> ``docs/gallery/``.
+
+``make docs`` runs this before ``mkdocs build`` (the site shows the executed copies);
+``tests/test_notebooks.py`` runs the same function on small settings (``MISO_XR_QUICK=1``) and
+fails on any error. A notebook whose metadata names a folder of ``../shared/data``
+(``{"miso_xr": {"needs": "..."}}``) is not executed when that folder is missing: its copy says so.
+
+Run: ``python docs/gallery.py [--quick] [NAME ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ROOT / "docs" / "notebooks"
+GALLERY = ROOT / "docs" / "gallery"
+
+
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository, or ``$MISO_XR_SHARED_DATA``."""
+    return Path(os.environ.get("MISO_XR_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+def missing_data(src: Path) -> str | None:
+    """Why ``src`` cannot run here (the data folder it needs is missing), else None."""
+    import nbformat
+
+    needs = nbformat.read(src, as_version=4).metadata.get("miso_xr", {}).get("needs")
+    if needs and not (shared_data() / needs).is_dir():
+        return f"needs {shared_data() / needs} (the real data beside the repository), missing here"
+    return None
+
+
+def execute(src: Path, dst: Path, *, quick: bool = False, timeout: int = 900) -> str:
+    """Execute ``src`` into ``dst``; returns ``"executed"`` or ``"skipped: <why>"``.
+
+    Cells run with the repository as working directory, ``MISO_XR_QUICK`` set for ``quick`` and
+    ``MISO_XR_SHARED_DATA`` pointing at the real data; an error in any cell raises
+    ``nbclient.exceptions.CellExecutionError`` naming the cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(src, as_version=4)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    why = missing_data(src)
+    if why:
+        note = nbformat.v4.new_markdown_cell(
+            f"!!! note \"Not executed\"\n    This notebook {why}; its code is shown without outputs."
+        )
+        nb.cells.insert(1, note)
+        nbformat.write(nb, dst)
+        return f"skipped: {why}"
+    env = {"MISO_XR_QUICK": "1" if quick else "0", "MISO_XR_SHARED_DATA": str(shared_data())}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits the client's environment
+    try:
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(ROOT)}},
+        )
+        client.execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    nbformat.write(nb, dst)
+    figure = nb.metadata.get("miso_xr", {}).get("figure")
+    if figure and not quick:  # the README and the site's entry page show it
+        save_last_figure(nb, ROOT / "docs" / figure)
+    return "executed"
+
+
+def save_last_figure(nb, path: Path) -> None:
+    """Write the notebook's last PNG output to ``path``."""
+    import base64
+
+    pngs = [
+        o["data"]["image/png"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    if pngs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(pngs[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help="notebook names (default: all)")
+    p.add_argument("--quick", action="store_true", help="small settings (as CI runs them)")
+    args = p.parse_args(argv)
+    sources = sorted(SOURCES.glob("*.ipynb"))
+    if args.names:
+        sources = [s for s in sources if any(n in s.name for n in args.names)]
+    for src in sources:
+        t0 = time.perf_counter()
+        how = execute(src, GALLERY / src.name, quick=args.quick)
+        print(f"{src.name}: {how} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
