@@ -80,7 +80,7 @@ def _settings(small: bool) -> dict:
     }
 
 
-def make_model(s: dict, config: str | None = None):
+def make_model(s: dict, config: str | None = None, *, location: bool = True):
     from miso_xr.model import MisoConfig, MisoModel
     from miso_xr.spec import ModelSpec, Normalisation
 
@@ -98,7 +98,7 @@ def make_model(s: dict, config: str | None = None):
             ("optical", Normalisation((0.1,) * 9, (0.05,) * 9)),
             ("covariates", Normalisation((300.0, 5, 180, 0, 0, 8), (200.0, 3, 100, 1, 1, 2))),
         ),
-        location=True,
+        location=location,
     )
     return MisoModel.create(spec, config, seed=0)
 
@@ -228,7 +228,7 @@ def matmul_peak(seconds: float = 2.0) -> float:
     return best
 
 
-def variants(model, s: dict, repeats: int = 2) -> dict:
+def variants(model, s: dict, repeats: int = 2, *, compile_too: bool = False) -> dict:
     """(v): one batch of windows through the model: eager, channels-last, torch.compile."""
     import torch
 
@@ -256,6 +256,8 @@ def variants(model, s: dict, repeats: int = 2) -> dict:
     out["channels_last_max_abs_diff"] = float(np.abs(run() - ref).max())
     model.net.to(memory_format=torch.contiguous_format)
     try:
+        if not compile_too:
+            raise RuntimeError("not timed (run with --compile)")
         for liif in model.net.implicit.values():
             liif.dense = torch.compile(liif.dense, dynamic=False)
         t0 = time.perf_counter()
@@ -330,6 +332,7 @@ def cluster_from_files(model, s: dict, tmp: str) -> dict:
     """(c): predict -> to_zarr of a cube read lazily from a Zarr store: threads vs processes."""
     import dask
     import distributed
+    import rioxarray  # noqa: F401 - registers .rio
     import xarray as xr
 
     from miso_xr.infer.predict import predict
@@ -342,6 +345,8 @@ def cluster_from_files(model, s: dict, tmp: str) -> dict:
 
     def maps():
         cube = xr.open_zarr(src)
+        if cube.rio.crs is None:  # the CRS coordinate read back as a plain variable
+            cube = cube.rio.write_crs("EPSG:3338")
         return predict(cube, model)
 
     m = maps()
@@ -389,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-cluster", action="store_true", help="skip the LocalCluster run")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     ap.add_argument("--out", default=str(HERE / "results" / "bench_predict.json"))
     args = ap.parse_args(argv)
     if args.threads:
@@ -438,7 +444,8 @@ def main(argv: list[str] | None = None) -> dict:
     res["a_old_path"]["actual_utilisation"] = (
         res["flops_per_window"]["query_path"] * n_old / t_old / peak
     )
-    res["variants"] = variants(model, s)
+    res["variants"] = variants(model, s, compile_too=args.compile)
+    _save(res, args.out)
 
     maps = predict(cube, model)
     maps.probability.values  # noqa: B018 - warm-up: loads the model into this process's cache
@@ -454,7 +461,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if not args.no_cluster:
         res["c_files"] = cluster_from_files(model, s, tmp)
+        _save(res, args.out)
     res["d_random_forest"] = bench_rf(cube, s)
+    _save(res, args.out)
     if not args.no_memory:
         base = s["mem_base"]
         res["memory"] = {f"{k}x": memory_at(int(round(base * k**0.5)), s) for k in (1, 10, 100)}
@@ -533,6 +542,12 @@ def bench_rf(cube, s: dict) -> dict:
         "overhead_vs_plain": t_pred / t_plain,
         "max_abs_diff": float(np.nanmax(np.abs(a - b))),
     }
+
+
+def _save(res: dict, out: str) -> None:
+    """Write what is measured so far (a long run that fails keeps its first sections)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=2, default=float))
 
 
 def _print_table(res: dict) -> None:

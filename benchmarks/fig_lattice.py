@@ -7,8 +7,11 @@ lattice (the mean over every tile). A map without lattice texture folds to a fla
 amplitude (max - min of the folded tile, in probability) is printed and written to JSON.
 
     python benchmarks/fig_lattice.py --epochs 8        # trains (minutes), then predicts twice
+    python benchmarks/fig_lattice.py --epochs 0 --size 256 [--location]   # an untrained tiny
 
-Writes ``benchmarks/results/lattice.png`` and ``benchmarks/results/lattice.json``.
+Writes ``--out`` (default ``benchmarks/results/lattice.png``) and a JSON beside it. Results
+kept: ``lattice_images_only.png`` (untrained, no location branch) and
+``lattice_with_location.png`` (untrained, with the location branch at its 20 m wavelength).
 """
 
 from __future__ import annotations
@@ -60,15 +63,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", help="a trained tiny MISO of the demo scene")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=8, help="0: an untrained (random) tiny MISO")
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--location", action="store_true", help="untrained model: with a location branch"
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "lattice.png"))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     scene, cube = scene_cube(args.size, args.seed)
     if args.checkpoint:
         model = miso_xr.load(args.checkpoint)
+    elif args.epochs == 0:
+        sys.path.insert(0, str(HERE))
+        import bench_predict
+
+        # by default no location branch: the paper's prediction reads the images only (a
+        # location head adds the texture of its shortest wavelength, 20 m here)
+        model = bench_predict.make_model(
+            {"window": 64, "stride": 32, "config": "tiny"}, location=args.location
+        )
     else:
         obs = miso_xr.read_observations(scene.observations, label="permafrost", cube=cube)
         model = miso_xr.train(
@@ -81,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     probs = {k: m.probability.values[1] for k, m in maps.items()}
     res: dict = {
+        "location_branch": bool(model.spec.location),
         "command": "python benchmarks/fig_lattice.py " + " ".join(argv or sys.argv[1:]),
         "window": win,
         "stride": stride,
@@ -89,18 +105,22 @@ def main(argv: list[str] | None = None) -> dict:
     }
     fig, axes = plt.subplots(len(probs), 3, figsize=(15, 5 * len(probs)), constrained_layout=True)
     z = slice(args.size // 4, args.size // 4 + 3 * stride)
+    folds = {k: folded(p, stride) for k, p in probs.items()}
     for row, (name, p) in zip(axes, probs.items()):
-        f = folded(p, stride)
+        f = folds[name]
         amp = float(np.nanmax(f) - np.nanmin(f))
         res["lattice_amplitude"][name] = amp
-        row[0].imshow(p, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        # a random model's probabilities span little: stretch both maps over the same range
+        lo, hi = np.nanpercentile(np.stack(list(probs.values())), [1, 99])
+        row[0].imshow(p, vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
         row[0].set_title(f"{name}: P(permafrost)")
-        row[1].imshow(p[z, z], vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        row[1].imshow(p[z, z], vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
         for k in range(1, 3):
             for ax_line in (row[1].axhline, row[1].axvline):
                 ax_line(k * stride - 0.5 - (z.start % stride), color="w", lw=0.5, ls=":")
         row[1].set_title(f"zoom, {3 * stride} px (dotted: window lattice, {stride} px)")
-        im = row[2].imshow(f - np.nanmean(f), cmap="RdBu_r", vmin=-0.05, vmax=0.05)
+        lim = max(float(np.nanmax(np.abs(g - np.nanmean(g)))) for g in folds.values())
+        im = row[2].imshow(f - np.nanmean(f), cmap="RdBu_r", vmin=-lim, vmax=lim)
         row[2].set_title(f"map folded on the {stride} px lattice: amplitude {amp:.4f}")
         fig.colorbar(im, ax=row[2], shrink=0.8)
     out = Path(args.out)

@@ -40,6 +40,7 @@ __all__ = [
     "load_counts",
     "model_ref",
     "resolve_device",
+    "warm_up",
 ]
 
 # (sha256, resolved device) -> the model loaded in this process
@@ -288,4 +289,22 @@ class PrewarmModel(_worker_plugin_base()):  # type: ignore[misc]
         self.name = f"miso-prewarm-{ref.sha256[:16]}-{ref.device}"
 
     def setup(self, worker: Any) -> None:
-        get_model(self.ref)
+        warm_up(get_model(self.ref), resolve_device(self.ref.device))
+
+
+def warm_up(model: Any, device: str) -> None:
+    """One window of zeros through ``model``: the first call's one-off costs (allocator growth,
+    kernel selection) are paid at start-up rather than by the first prediction task.
+
+    A failure is left to the real tasks, which report it with their inputs.
+    """
+    import numpy as np
+
+    spec = model.spec
+    w = int(spec.window)
+    inputs = {m: np.zeros((1, len(b), w, w), np.float32) for m, b in spec.modalities}
+    xy = np.arange(w, dtype=np.float64)[None] * spec.resolution
+    try:
+        model.predict_windows(inputs, xy, xy, device=device)
+    except Exception:  # noqa: BLE001, S110 - the tasks raise it again, with context
+        pass
