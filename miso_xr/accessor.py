@@ -76,6 +76,13 @@ class MisoDatasetAccessor(_MisoAccessorBase):
 
         check_cube(self._obj, model.spec)
 
+    def plot(self, path: str, *, observations: Any = None, **kwargs: Any) -> str:
+        """Draw maps (label, probability, uncertainty; observations on top) to a PNG
+        (see :func:`miso_xr.figures.plot_maps`)."""
+        from .figures import plot_maps
+
+        return plot_maps(self._obj, path, observations=observations, **kwargs)
+
     def suggest_samples(self, n: int, **kwargs: Any):
         """The ``n`` places where a new field observation would help most (a table)."""
         from .infer.uncertainty import suggest_samples

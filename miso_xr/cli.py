@@ -1,13 +1,17 @@
 """``miso-xr``: demo | predict | train | evaluate | hub (the package's only command line).
 
 Each subcommand is a thin layer over the public functions; ``miso-xr hub ...`` has its own parser
-(:func:`hub_main`, over :mod:`miso_xr.hub`).
+(:func:`hub_main`, over :mod:`miso_xr.hub`). Errors print one line naming the command-line flag
+(``--overwrite``, not ``overwrite=True``) and exit 2; Ctrl-C prints one line and exits 130
+(``128 + SIGINT``, as shells do), since every output is written atomically or resumably and
+rerunning resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -112,6 +116,40 @@ def _setup(args: argparse.Namespace) -> None:
         torch.set_num_threads(threads)
 
 
+#: Python keyword phrasings in messages -> the flag that does the same on the command line
+_CLI_WORDS = (
+    (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+    (re.compile(r"\bindependent=True\b"), "--independent"),
+    (re.compile(r"evaluate\(\[refit_factory\(model\)\], cube, obs, folds=\.\.\.\)"), "--refit"),
+)
+
+#: what --out's suffix selects
+_WRITERS = {".zarr": "zarr", ".tif": "cog", ".tiff": "cog"}
+
+
+def _cli_words(message: str) -> str:
+    for pattern, flag in _CLI_WORDS:
+        message = pattern.sub(flag, message)
+    return message
+
+
+def _writer(out: str) -> str:
+    """``zarr`` or ``cog`` from ``--out``'s suffix; anything else is refused before any work."""
+    suffix = Path(out.rstrip("/")).suffix.lower()
+    if suffix in _WRITERS:
+        return _WRITERS[suffix]
+    hint = (
+        "; NetCDF is not written here (no netCDF4/h5netcdf): write map.zarr, then "
+        "xr.open_zarr('map.zarr').to_netcdf('map.nc')"
+        if suffix in (".nc", ".nc4", ".netcdf")
+        else ""
+    )
+    raise InputError(
+        f"--out {out!r}: the suffix {suffix or '(none)'!r} names no map format; use .zarr "
+        f"(resumable Zarr store) or .tif/.tiff (Cloud-Optimised GeoTIFF){hint}"
+    )
+
+
 def _client(address: str | None):
     if not address:
         return None
@@ -130,21 +168,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import miso_xr
 
+    writer = _writer(args.out)  # refuse a wrong suffix before opening anything
     cube = _open_cube(args)
-    model = miso_xr.load(args.model)
+    model = miso_xr.load(args.model, hub=args.hub or None)
     maps = cube.miso.predict(model, window=args.window, stride=args.stride, device=args.device)
     client = _client(args.scheduler)
     try:
-        out = Path(args.out)
-        if out.suffix.lower() in (".tif", ".tiff"):
-            maps.miso.to_cog(str(out), overwrite=args.overwrite)
+        if writer == "cog":
+            maps.miso.to_cog(args.out, overwrite=args.overwrite)
         else:
             # an existing store of the same maps is resumed; --overwrite starts it afresh
-            maps.miso.to_zarr(str(out), overwrite=args.overwrite)
+            maps.miso.to_zarr(args.out, overwrite=args.overwrite)
     finally:
         if client is not None:
             client.close()
     print(f"wrote {args.out}")
+    if args.figure:
+        import xarray as xr
+
+        from .figures import plot_maps
+
+        written = xr.open_zarr(args.out) if writer == "zarr" else maps
+        obs = None
+        if args.observations:
+            obs = miso_xr.read_observations(args.observations, label=args.label, cube=cube)
+        plot_maps(written, args.figure, observations=obs, overwrite=args.overwrite)
+        print(f"wrote {args.figure}")
     return 0
 
 
@@ -165,18 +214,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import miso_xr
 
+    from .training.evaluate import refit_factory
+
     cube = _open_cube(args)
     obs = miso_xr.read_observations(args.observations, label=args.label, task=args.task, cube=cube)
-    models = [miso_xr.load(m) for m in args.models]
-    folds = miso_xr.spatial_folds(obs, distance=args.fold_distance, k=args.k, seed=args.seed)
+    models = [miso_xr.load(m, hub=args.hub or None) for m in args.models]
+    folds = None
+    if args.refit:
+        # honest spatial CV: each saved model is retrained per fold with its recorded settings
+        models = [refit_factory(m) for m in models]
+        folds = miso_xr.spatial_folds(obs, distance=args.fold_distance, k=args.k, seed=args.seed)
     report = miso_xr.evaluate(
-        models, cube, obs, folds=folds, regions=args.regions, names=_model_names(args.models)
+        models,
+        cube,
+        obs,
+        folds=folds,
+        regions=args.regions,
+        names=_model_names(args.models),
+        distance=args.fold_distance,
+        independent=args.independent,
     )
-    print(report.summary().to_string())
+    for name in report.models:
+        print(f"{name}: {report.protocols.get(name, '')}")
+    print(report.summary()[["text", "pooled"]].to_string())
     if args.out:
         report.plot(args.out)
         print(f"wrote {args.out}")
     return 0
+
+
+def _add_hub_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hub",
+        action="append",
+        default=[],
+        metavar="URL_OR_DIR",
+        help="a hub index (URL or directory) to find model names in, before MISO_XR_HUBS; "
+        "repeatable",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -218,6 +293,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto")
     pr.add_argument("--scheduler", help="a distributed scheduler address (default: threads)")
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    pr.add_argument("--figure", help="also draw the maps to this PNG (label, probability, ...)")
+    pr.add_argument("--observations", help="points to draw on --figure (CSV, GeoJSON, ...)")
+    pr.add_argument("--label", help="label column of --observations")
+    _add_hub_arg(pr)
     pr.set_defaults(func=_cmd_predict)
 
     t = sub.add_parser("train", parents=[common, seed], help="train MISO on field observations")
@@ -233,15 +312,35 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate",
         parents=[common, seed],
-        help="spatial cross-validated scores of saved models (named after their files)",
+        help="scores of saved models on points they never saw, or per-fold refits (--refit)",
+        description="Score saved models (named after their files). By default each is scored "
+        "once, on the observations farther than --fold-distance from every point the models "
+        "were trained on (their checkpoints record these points). --refit retrains each model "
+        "per spatial fold with the settings its checkpoint records: spatial cross-validation, "
+        "mean ± std over folds.",
     )
     _add_cube_args(e)
     e.add_argument("--models", nargs="+", required=True)
     e.add_argument("--observations", required=True)
     e.add_argument("--label", required=True)
     e.add_argument("--task", default=None)
-    e.add_argument("--fold-distance", type=float, default=1000.0)
-    e.add_argument("-k", type=int, default=5)
+    e.add_argument(
+        "--fold-distance",
+        type=float,
+        default=1000.0,
+        help="metres: spatial fold clustering (--refit), and the least distance between a "
+        "scored point and a training point of a saved model (default 1000)",
+    )
+    e.add_argument("-k", type=int, default=5, help="folds for --refit")
+    e.add_argument(
+        "--refit", action="store_true", help="retrain per fold: spatial cross-validation"
+    )
+    e.add_argument(
+        "--independent",
+        action="store_true",
+        help="the observations were not used to train models that record no training points",
+    )
+    _add_hub_arg(e)
     e.add_argument("--regions", help="polygons (e.g. ecoregions.shp) for a per-region table")
     e.add_argument("--out", help="figure PNG")
     e.set_defaults(func=_cmd_evaluate)
@@ -372,14 +471,26 @@ def hub_main(argv: list[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["hub"]:
-        return hub_main(argv[1:])
+        try:
+            return hub_main(argv[1:])
+        except KeyboardInterrupt:
+            print("miso-xr hub: interrupted; rerun the same command to resume", file=sys.stderr)
+            return 130
     args = _parser().parse_args(argv)
     try:
         _setup(args)
         return args.func(args)
     except MisoError as err:
-        print(f"miso-xr {args.command}: {err}", file=sys.stderr)
+        print(f"miso-xr {args.command}: {_cli_words(str(err))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # outputs are atomic (checkpoints, COGs) or resumable (Zarr): nothing half-written
+        # stands as finished, and the same command continues where it stopped
+        print(
+            f"miso-xr {args.command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -188,7 +188,10 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
         scene.grid.bounds[1],
         scene.grid.bounds[3],
     ]
-    fig, axes = plt.subplots(1, 5, figsize=(24, 5.2), constrained_layout=True)
+    # the score table needs about half a map panel's width: a full fifth left a third empty
+    fig, axes = plt.subplots(
+        1, 5, figsize=(22, 5.2), constrained_layout=True, width_ratios=[1, 1, 1, 1, 0.62]
+    )
     panels = [
         ("hidden truth: permafrost", scene.truth("permafrost").values, "viridis"),
         ("MISO P(permafrost)", maps["probability"].sel(category="present").values, "viridis"),
@@ -219,6 +222,6 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
         f"{k:<24}{metrics['MISO'].get(k, float('nan')):>7.3f}{metrics['RF'].get(k, float('nan')):>7.3f}"
         for k in rows
     ]
-    axes[4].text(0.0, 0.95, "\n".join(lines), va="top", family="monospace", fontsize=10)
+    axes[4].text(0.0, 0.5, "\n".join(lines), va="center", family="monospace", fontsize=10)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._labels import _check_task_name, _infer_task, _label_mapper, _norm
+from ._observation_report import REASONS, ObservationReport
 from .exceptions import InputError, ObservationError
 from .spec import PERMAFROST_CLASSES, SOIL_ORDERS
 
@@ -41,130 +41,12 @@ __all__ = [
 # and the western Aleutians beyond the antimeridian (their longitudes are truly positive).
 STUDY_REGION = ((-180.0, 47.0, -110.0, 72.0), (170.0, 50.0, 180.0, 56.0))
 
-# every reason a row can be flagged, in the order rows are checked (a row gets its first reason)
-REASONS = {
-    "missing_coordinates": "no coordinates (empty or NaN)",
-    "null_island": "at 0/0 (a missing coordinate written as zero)",
-    "out_of_range": "longitude outside [-180, 180] or latitude outside [-90, 90]",
-    "lost_minus_sign": "positive longitude whose negation falls in the study region (lost '-')",
-    "unknown_label": "label not in the task's classes",
-    "outside_cube": "outside the cube's footprint",
-    "no_data": "the cube has no values there (every band of a modality is NaN)",
-    "duplicate": "same location and label as an earlier row",
-    "conflicting_duplicate": "same location as another row with a different label",
-    "unlabelled": "no label (kept with label NaN: usable for self-supervision only)",
-}
-
 _LON_NAMES = ("lon", "lng", "long", "longitude", "lon_dd", "longitude_dd")
 _LAT_NAMES = ("lat", "latitude", "lat_dd", "latitude_dd")
 _X_NAMES = ("x", "easting", "east")
 _Y_NAMES = ("y", "northing", "north")
 _LABEL_NAMES = ("label", "permafrost", "soil_order", "order", "taxorder", "class")
-_PERMAFROST_VALUES = {
-    "0": "absent",
-    "1": "present",
-    "no": "absent",
-    "yes": "present",
-    "n": "absent",
-    "y": "present",
-    "false": "absent",
-    "true": "present",
-    "f": "absent",
-    "t": "present",
-    "absent": "absent",
-    "present": "present",
-}
 _ON_INVALID = ("drop", "fix", "raise")
-
-
-@dataclass
-class ObservationReport:
-    """What :func:`read_observations` found wrong, printable.
-
-    Attributes
-    ----------
-    source
-        What was read (a path or ``"DataFrame"``).
-    task, classes
-        The task and its class names.
-    n_input, n_kept, n_labelled
-        Rows read, rows in the table, rows with a label.
-    counts
-        Reason -> number of rows flagged for it (see :data:`REASONS`).
-    actions
-        Reason -> ``"dropped"``, ``"fixed"`` or ``"kept"``.
-    examples
-        Reason -> up to 3 example rows (``row`` is the source's row index).
-    unknown_labels
-        Label value -> number of rows, for labels outside the classes.
-    class_counts
-        Class -> number of rows kept.
-    notes
-        Decisions taken for the user (e.g. a label set of their own, its classes sorted).
-    """
-
-    source: str
-    task: str
-    classes: tuple[str, ...]
-    n_input: int = 0
-    n_kept: int = 0
-    n_labelled: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    actions: dict[str, str] = field(default_factory=dict)
-    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    unknown_labels: dict[str, int] = field(default_factory=dict)
-    class_counts: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def n_dropped(self) -> int:
-        return sum(n for r, n in self.counts.items() if self.actions.get(r) == "dropped")
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per reason: count, action and meaning."""
-        return pd.DataFrame(
-            [
-                {"reason": r, "count": n, "action": self.actions.get(r, ""), "meaning": REASONS[r]}
-                for r, n in self.counts.items()
-            ],
-            columns=["reason", "count", "action", "meaning"],
-        )
-
-    def __str__(self) -> str:
-        lines = [
-            f"observations from {self.source} (task {self.task!r}, classes {list(self.classes)}):",
-            f"  {self.n_input} rows read, {self.n_kept} kept ({self.n_labelled} labelled), "
-            f"{self.n_dropped} dropped",
-        ]
-        for reason, n in self.counts.items():
-            lines.append(f"  {n:>6} {self.actions.get(reason, '')} - {reason}: {REASONS[reason]}")
-            if reason == "unknown_label" and self.unknown_labels:
-                top = sorted(self.unknown_labels.items(), key=lambda kv: -kv[1])
-                shown = ", ".join(f"{k!r} ({v})" for k, v in top[:8])
-                more = f" and {len(top) - 8} more" if len(top) > 8 else ""
-                lines.append(f"           unknown: {shown}{more}")
-            for ex in self.examples.get(reason, [])[:3]:
-                lines.append(
-                    "           e.g. " + ", ".join(f"{k}={_fmt(v)}" for k, v in ex.items())
-                )
-        lines.extend(f"  note: {note}" for note in self.notes)
-        if self.class_counts:
-            lines.append(
-                "  classes kept: " + ", ".join(f"{k} {v}" for k, v in self.class_counts.items())
-            )
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return (
-            f"<ObservationReport {self.source}: {self.n_input} read, {self.n_kept} kept, "
-            f"{self.n_dropped} dropped {dict(self.counts)}>"
-        )
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return repr(v) if isinstance(v, str) else str(v)
 
 
 def _find_column(columns: Sequence[Any], names: Sequence[str]) -> Any | None:
@@ -255,95 +137,69 @@ def _coordinates(
     return a, b, src, CRS.from_user_input(src).is_geographic, list(use)
 
 
-def _norm(v: Any) -> str | None:
-    """A raw label as a normalised string (None when missing)."""
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        v = int(v)
-    s = re.sub(r"\s+", " ", str(v)).strip().lower()
-    return s or None
-
-
-def _soil_key(s: str) -> str:
-    return s[:-1] if s.endswith("s") else s
-
-
-def _label_mapper(
-    task: str, classes: Sequence[str] | Mapping[Any, Any] | Callable[[Any], Any] | None, raw: Any
-) -> tuple[tuple[str, ...], Callable[[str], str | None]]:
-    """(classes in model order, normalised raw label -> class name or None when unknown)."""
-    if callable(classes) and not isinstance(classes, (Mapping, Sequence)):
-        fn = classes
-        values = [fn(v) for v in pd.unique(raw.dropna())]
-        cats = tuple(sorted({str(v) for v in values if v is not None and v == v}))
-        if not cats:
-            raise ObservationError(
-                "classes= (a function) mapped every label to None; it must return class names"
-            )
-        return cats, None  # type: ignore[return-value]  # handled by the caller (raw values)
-    if isinstance(classes, Mapping):
-        cats = tuple(dict.fromkeys(str(v) for v in classes.values() if v is not None))
-        table = {_norm(k): (None if v is None else str(v)) for k, v in classes.items()}
-        table.update({_norm(c): c for c in cats})
-        return cats, table.get
-    if classes is not None:
-        if isinstance(classes, str):
-            raise ObservationError(
-                f"classes={classes!r} is one string; pass a list of class names or a mapping "
-                "{raw label: class name}"
-            )
-        cats = tuple(str(c) for c in classes)
-        if len(set(cats)) != len(cats) or len(cats) < 2:
-            raise ObservationError(f"classes={list(cats)}: need at least two distinct class names")
-        table = {_norm(c): c for c in cats}
-        return cats, table.get
-    if task == "permafrost":
-        return PERMAFROST_CLASSES, _PERMAFROST_VALUES.get
-    if task == "soil_order":
-        table = {_soil_key(o.lower()): o for o in SOIL_ORDERS}
-        return SOIL_ORDERS, lambda s: table.get(_soil_key(s))
-    # a user task without classes: its classes are the labels found, sorted
-    cats = tuple(sorted({s for s in map(_norm, raw) if s is not None}))
-    if len(cats) < 2:
+def _refuse_degrees_as_metres(
+    a: np.ndarray, b: np.ndarray, src: str, geographic: bool, used: list[Any]
+) -> None:
+    """Every point within 180 m of a projection's origin is degrees read as metres (lon/lat
+    columns with a projected ``crs=``): refuse, since those rows would pass every check."""
+    ok = np.isfinite(a) & np.isfinite(b) & ~((a == 0) & (b == 0))
+    if geographic or not ok.any():
+        return
+    if ((np.abs(a[ok]) <= 180) & (np.abs(b[ok]) <= 90)).all():
+        cols = "/".join(str(c) for c in used)
         raise ObservationError(
-            f"task {task!r}: the labels hold {len(cats)} distinct value(s) {list(cats)}; "
-            "pass classes=[...] with at least two class names"
+            f"the {cols} values look like longitude/latitude in degrees (e.g. {a[ok][0]:.6g}, "
+            f"{b[ok][0]:.6g}), but crs={src!r} is projected (metres); drop crs= (lon/lat "
+            "columns are read as WGS84 degrees) or give the CRS the values are in"
         )
-    return cats, {c: c for c in cats}.get
 
 
-def _infer_task(label_col: Any, raw: pd.Series) -> str:
-    name = str(label_col).strip().lower()
-    if name == "permafrost":
-        return "permafrost"
-    if name in ("soil_order", "order", "taxorder", "soil order"):
-        return "soil_order"
-    values = {s for s in map(_norm, raw) if s is not None}
-    if values and all(v in _PERMAFROST_VALUES for v in values):
-        return "permafrost"
-    soil = {_soil_key(o.lower()) for o in SOIL_ORDERS}
-    if values and all(_soil_key(v) in soil for v in values):
-        return "soil_order"
-    if values and not any(_is_number(v) for v in values):
-        # words of the user's own (tundra, forest...): a label set named after the column; its
-        # classes are the values found, sorted, and the report says so
-        return str(label_col)
-    raise ObservationError(
-        f"cannot tell the task of label column {str(label_col)!r} (values like "
-        f"{sorted(values)[:5]}); pass task='permafrost', task='soil_order', or classes=[...] "
-        "for a label set of your own"
-    )
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
+def _coordinate_hints(
+    a: np.ndarray,
+    b: np.ndarray,
+    geographic: bool,
+    used: list[Any],
+    reason: np.ndarray,
+    grid: Any,
+    dst: str,
+) -> list[str]:
+    """Likely causes when coordinates land out of range or off the cube (none when they fit)."""
+    cols = [str(c) for c in used]
+    ok = np.isfinite(a) & np.isfinite(b) & ~((a == 0) & (b == 0))
+    if not ok.any():
+        return []
+    degrees = (np.abs(a) <= 180) & (np.abs(b) <= 90)
+    hints: list[str] = []
+    bad = ok & np.isin(reason, ["out_of_range", "outside_cube", "lost_minus_sign"])
+    if not bad.any() or not geographic:
+        return hints
+    if (~degrees[bad]).mean() > 0.5 and np.median(np.abs(np.r_[a[bad], b[bad]])) > 1000:
+        hints.append(
+            f"{int(bad.sum())} rows have {'/'.join(cols)} values like {a[bad][0]:.6g}, "
+            f"{b[bad][0]:.6g}: projected metres, not degrees. Pass crs= with their CRS, e.g. "
+            "crs='EPSG:3338' (Alaska Albers) or crs='EPSG:32606' (UTM 6N)"
+        )
+        return hints
+    # swapped columns: latitude read as longitude and the other way round
+    sa, sb = b[bad], a[bad]
+    in_range = (np.abs(sa) <= 180) & (np.abs(sb) <= 90)
+    if grid is not None:
+        fits = in_range & _grid_contains(grid, *_project(sa, sb, "EPSG:4326", dst))
+    else:
+        fits = in_range & _in_region(sa, sb, STUDY_REGION)
+    if fits.sum() > 0.5 * bad.sum():
+        where = "inside the cube" if grid is not None else "in the study region"
+        swap = (
+            f"pass x={cols[1]!r}, y={cols[0]!r}"
+            if len(cols) == 2 and cols != ["geometry"]
+            else "swap the point coordinates"
+        )
+        hints.append(
+            f"{int(fits.sum())} of the {int(bad.sum())} rows flagged for their coordinates fall "
+            f"{where} with longitude and latitude swapped: did you swap the {'/'.join(cols)} "
+            f"columns? ({swap})"
+        )
+    return hints
 
 
 def _in_region(lon: np.ndarray, lat: np.ndarray, region: Sequence[Sequence[float]]) -> np.ndarray:
@@ -529,6 +385,8 @@ def read_observations(
     else:
         a, b, src, geographic, used = _coordinates(df, crs)
 
+    _refuse_degrees_as_metres(a, b, src, geographic, used)
+
     # labels
     if label is None:
         label_col = _find_column(
@@ -550,6 +408,8 @@ def read_observations(
     raw = df[label_col]
     if task is None:
         task = str(label_col) if classes is not None else _infer_task(label_col, raw)
+    elif classes is None:
+        _check_task_name(str(task), label_col, raw)
     cats, mapper = _label_mapper(str(task), classes, raw)
     if mapper is None:  # classes given as a function: apply it to the raw values
         fn = classes
@@ -633,7 +493,9 @@ def read_observations(
             nodata[check[empty]] = True
             flag(nodata, "no_data")
 
-    # duplicates among usable rows: same location (to 1 cm), same or conflicting label
+    # duplicates among usable rows: same location (to 1 cm). One label there (other rows with
+    # it, or with none): the first labelled row stays, the others merge into it. Two labels:
+    # the labelled rows are dropped, an unlabelled one stays as an unlabelled point.
     usable = reason == ""
     idx_usable = np.flatnonzero(usable)
     if idx_usable.size:
@@ -642,21 +504,22 @@ def read_observations(
                 "x": np.round(px[idx_usable], 2),
                 "y": np.round(py[idx_usable], 2),
                 "pos": idx_usable,
-                "lab": [None if is_nan[i] else mapped[i] for i in idx_usable],
+                "has": ~is_nan[idx_usable],
+                "lab": [None if is_nan[i] else str(mapped[i]) for i in idx_usable],
             }
         )
         sub = sub[sub.duplicated(["x", "y"], keep=False)]
         for _, g in sub.groupby(["x", "y"], sort=False):
-            labs = {v for v in g["lab"] if v is not None}
-            if len(labs) > 1:
-                reason[g["pos"].to_numpy()] = "conflicting_duplicate"
+            pos, has = g["pos"].to_numpy(), g["has"].to_numpy()
+            if len(set(g["lab"][has])) > 1:
+                reason[pos[has]] = "conflicting_duplicate"
+                rest = pos[~has]
+                keep_one = rest[:1]
             else:
-                labelled = g[g["lab"].notna()]
-                first = int((labelled if len(labelled) else g)["pos"].iloc[0])
-                rest = g["pos"].to_numpy()
-                reason[rest[rest != first]] = "duplicate"
+                keep_one = pos[has][:1] if has.any() else pos[:1]
+                rest = pos
+            reason[rest[~np.isin(rest, keep_one)]] = "duplicate"
     keep = reason == ""
-
     report = ObservationReport(source=name, task=str(task), classes=tuple(cats), n_input=n)
     if classes is None and str(task) not in ("permafrost", "soil_order"):
         report.notes.append(
@@ -669,6 +532,8 @@ def read_observations(
             m, action = keep & is_nan, "kept"
         elif why == "lost_minus_sign" and on_invalid == "fix":
             m, action = fixed, "fixed"
+        elif why == "duplicate":  # the same observation again: merged into the row kept
+            m, action = reason == why, "merged"
         else:
             m, action = reason == why, "dropped"
         if m.any():
@@ -684,9 +549,28 @@ def read_observations(
                 ex[str(label_col)] = raw.iloc[i]
                 exs.append(ex)
             report.examples[why] = exs
-    if unknown_mask.any():
-        vals = pd.Series([str(v) for v in raw[unknown_mask]]).value_counts()
+    # unknown labels of the rows dropped for them, not of rows already dropped for coordinates
+    unknown_rows = reason == "unknown_label"
+    if unknown_rows.any():
+        vals = pd.Series([str(v) for v in raw[unknown_rows]]).value_counts()
         report.unknown_labels = {str(k): int(v) for k, v in vals.items()}
+    # one line per (row, reason): a repaired row may be flagged again later (e.g. merged)
+    parts = [(fixed, "lost_minus_sign"), (keep & is_nan, "unlabelled")]
+    parts += [(reason == r, r) for r in REASONS if r not in ("unlabelled",)]
+    pos = [np.flatnonzero(m) for m, _ in parts]
+    whys = [np.full(p.size, r, dtype=object) for p, (_, r) in zip(pos, parts)]
+    pos_all, why_all = np.concatenate(pos), np.concatenate(whys)
+    order = np.argsort(pos_all, kind="stable")
+    report.rows = pd.DataFrame(
+        {
+            "reason": why_all[order],
+            "action": [report.actions.get(str(r), "") for r in why_all[order]],
+        },
+        index=pd.Index(df.index[pos_all[order]], name="row"),
+    )
+    report.hints = _coordinate_hints(a, b, geographic, used, reason, grid, dst)
+    report.n_kept = int(keep.sum())
+    report.n_labelled = int((keep & ~is_nan).sum())
 
     if on_invalid == "raise":
         bad = {r: c for r, c in report.counts.items() if report.actions[r] == "dropped"}
@@ -714,8 +598,6 @@ def read_observations(
     for c in others:
         name_c = str(c) if str(c) not in out.columns else f"{c}_source"
         out[name_c] = pd.DataFrame(df[c]).iloc[np.flatnonzero(keep), 0].to_numpy()
-    report.n_kept = int(keep.sum())
-    report.n_labelled = int(out["label"].notna().sum())
     report.class_counts = {str(k): int(v) for k, v in out["label"].value_counts(sort=False).items()}
     if report.n_labelled == 0:
         raise ObservationError(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-#: ../shared/data beside the repository (see its README); absent in a user's fresh clone
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: ../shared/data beside the repository (see its README); absent in a user's fresh clone.
+#: MISO_XR_SHARED_DATA points elsewhere (a git worktree whose parent has no shared/ folder).
+SHARED_DATA = Path(
+    os.environ.get("MISO_XR_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 
 @pytest.fixture(scope="session")

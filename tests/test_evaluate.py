@@ -19,7 +19,7 @@ from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import InputError, ObservationError
 from miso_xr.observations import read_observations
 from miso_xr.training.baseline import RandomForestBaseline
-from miso_xr.training.evaluate import Report, evaluate, score
+from miso_xr.training.evaluate import MAIN_METRICS, Report, evaluate, score
 from miso_xr.training.folds import spatial_folds
 
 TERRAIN = ["elevation", "slope", "aspect"]
@@ -96,8 +96,10 @@ def test_score_matches_sklearn():
 def test_factories_refit_per_fold_and_fitted_models(setting, tmp_path):
     cube, grid, frozen, obs, folds = setting
     rf_factory.calls = []
-    fitted = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(cube, obs)
-    report = evaluate([rf_factory, fitted], cube, obs, folds=folds, names=["rf_cv", "rf_all"])
+    fitted = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(
+        cube, obs[folds != 0]
+    )
+    report = evaluate([rf_factory, fitted], cube, obs, folds=folds, names=["rf_cv", "rf_fixed"])
     assert isinstance(report, Report)
     # honest CV: one fit per fold, never seeing the held-out fold
     assert len(rf_factory.calls) == 3
@@ -105,7 +107,18 @@ def test_factories_refit_per_fold_and_fitted_models(setting, tmp_path):
         assert set(train_index) == set(obs.index[folds != f])
     t = report.table
     assert list(t.columns) == ["model", "fold", "region", "metric", "value"]
-    assert set(t["model"]) == {"rf_cv", "rf_all"} and set(t["fold"]) == {0, 1, 2, "all"}
+    assert set(t["model"]) == {"rf_cv", "rf_fixed"}
+    assert set(t[t.model == "rf_cv"]["fold"]) == {0, 1, 2, "all"}
+    # the fixed model is not cross-validated: one score, on the points it never saw
+    assert set(t[t.model == "rf_fixed"]["fold"]) == {"all"}
+    fixed = report.predictions[report.predictions["model"] == "rf_fixed"]
+    train_xy = set(zip(obs["x"][folds != 0], obs["y"][folds != 0]))
+    assert len(fixed) and not set(zip(obs.loc[fixed.index, "x"], obs.loc[fixed.index, "y"])) & (
+        train_xy
+    )
+    assert set(fixed.index) == {
+        i for i in obs.index[folds == 0] if (obs.at[i, "x"], obs.at[i, "y"]) not in train_xy
+    }
     # pooled metrics equal sklearn's on the out-of-fold predictions
     p = report.predictions[report.predictions["model"] == "rf_cv"]
     assert p.index.equals(obs.index)
@@ -121,13 +134,88 @@ def test_factories_refit_per_fold_and_fitted_models(setting, tmp_path):
     assert s.loc[("rf_cv", "f1_macro"), "std"] == pytest.approx(per_fold.std(ddof=0))
     assert s.loc[("rf_cv", "f1_macro"), "folds"] == 3
     assert " ± " in s.loc[("rf_cv", "f1_macro"), "text"]
-    # a model tested on its own training points scores at least as well as honest CV
-    assert s.loc[("rf_all", "accuracy"), "pooled"] >= s.loc[("rf_cv", "accuracy"), "pooled"]
+    assert "spatial CV: 3 folds" in s.loc[("rf_cv", "f1_macro"), "protocol"]
+    # no cross-validation wording for the fixed model: no ±, no folds
+    assert " ± " not in s.loc[("rf_fixed", "f1_macro"), "text"]
+    assert s.loc[("rf_fixed", "f1_macro"), "folds"] == 0
+    assert s.loc[("rf_fixed", "n"), "pooled"] == len(fixed)
+    assert "held-out points" in s.loc[("rf_fixed", "f1_macro"), "protocol"]
     text = repr(report)
-    assert "rf_cv" in text and "balanced_accuracy" in text
+    assert "rf_cv" in text and "balanced_accuracy" in text and "fixed model" in text
     png = report.plot(tmp_path / "report.png")
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fixed_model_on_its_own_training_points_is_refused(setting, tmp_path):
+    """The flattering case of issue 11: a saved model scored on the points it learnt from."""
+    from miso_xr.loaders import load_checkpoint
+    from miso_xr.training.evaluate import refit_factory
+
+    cube, grid, frozen, obs, folds = setting
+    fitted = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(cube, obs)
+    fitted.save(tmp_path / "rf.safetensors")
+    loaded = load_checkpoint(tmp_path / "rf.safetensors")  # the record survives the file
+    for model in (fitted, loaded):
+        with pytest.raises(InputError, match=r"every one of the 101 labelled.*refit_factory"):
+            evaluate([model], cube, obs, folds=folds)
+    # the honest figure: refit per fold with the checkpoint's own settings
+    rf_factory.calls = []
+    honest = evaluate([refit_factory(loaded)], cube, obs, folds=folds, names=["rf"])
+    again = evaluate([rf_factory], cube, obs, folds=folds, names=["rf"])
+    pd.testing.assert_frame_equal(honest.table, again.table)
+    # a wider distance sets aside the neighbours of training points too
+    part = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(cube, obs[folds != 0])
+    from scipy.spatial import cKDTree
+
+    near = evaluate([part], cube, obs, folds=folds).predictions
+    gaps, _ = cKDTree(obs[folds != 0][["x", "y"]]).query(obs.loc[near.index, ["x", "y"]])
+    cut = float(np.median(gaps))
+    far = evaluate([part], cube, obs, folds=folds, distance=cut).predictions
+    assert set(far.index) == set(near.index[gaps > cut]) and 0 < len(far) < len(near)
+
+
+def test_fixed_model_without_record_needs_independent(setting):
+    cube, grid, frozen, obs, folds = setting
+    rf = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(cube, obs)
+    rf.training.pop("points")  # as an old checkpoint, or a model from elsewhere
+    with pytest.raises(InputError, match=r"'RandomForestBaseline' is already fitted.*independent"):
+        evaluate([rf], cube, obs)
+    report = evaluate([rf], cube, obs, independent=True)
+    assert "declared independent" in report.protocols["RandomForestBaseline"]
+
+
+def test_plot_labels_and_error_bars(setting, tmp_path, monkeypatch):
+    """The figure says what was computed and draws every error bar whole."""
+    cube, grid, frozen, obs, folds = setting
+    part = RandomForestBaseline(n_estimators=8, features=["covariates"]).fit(cube, obs[folds != 0])
+    report = evaluate([rf_factory, part], cube, obs, folds=folds, names=["cv", "fixed"])
+    from matplotlib.figure import Figure
+
+    captured = {}
+    orig = Figure.savefig
+
+    def spy(self, *a, **k):
+        captured["fig"] = self
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    report.plot(tmp_path / "r.png")
+    ax = captured["fig"].axes[0]
+    labels = ax.get_legend().get_texts()
+    assert any("mean ± std over 3 folds" in t.get_text() for t in labels)
+    n_fixed = int((report.predictions["model"] == "fixed").sum())
+    assert any(t.get_text() == f"fixed: fixed model, {n_fixed} held-out points" for t in labels)
+    assert ax.get_ylabel() == "score"
+    s = report.summary()
+    main = s[s.index.get_level_values(1).isin(MAIN_METRICS)]
+    top = (main["mean"] + main["std"].fillna(0)).max()
+    assert top > 1  # the case the fix is for: a bar whose mean + std passes 1
+    assert ax.get_ylim()[1] >= top
+    # the legend sits above the axes, not over the bars
+    fig = captured["fig"]
+    r = fig.canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(r).y0 >= ax.get_window_extent(r).y1 - 1
 
 
 def test_protocol_only_model_uses_centre_of_windows(setting):
@@ -144,7 +232,11 @@ def test_protocol_only_model_uses_centre_of_windows(setting):
         def predict_windows(self, inputs, x, y, *, device="cpu"):
             return self._model.predict_windows(inputs, x, y, device=device)
 
-    report = evaluate([rf, WindowsOnly(rf)], cube, obs, names=["points", "windows"])
+    # only the two ways of predicting are compared here, not the model's skill
+    rf.training.pop("points")
+    report = evaluate(
+        [rf, WindowsOnly(rf)], cube, obs, names=["points", "windows"], independent=True
+    )
     p = report.predictions
     np.testing.assert_allclose(
         p[p.model == "windows"]["p_present"], p[p.model == "points"]["p_present"], atol=1e-6
@@ -200,7 +292,9 @@ def test_regions_from_the_real_ecoregions(shared_data, tmp_path):
 
 def test_errors(setting):
     cube, grid, frozen, obs, folds = setting
-    fitted = RandomForestBaseline(n_estimators=3, features=["covariates"]).fit(cube, obs)
+    fitted = RandomForestBaseline(n_estimators=3, features=["covariates"]).fit(
+        cube, obs[folds != 0]
+    )
     with pytest.raises(InputError, match="models=\\[\\] is empty"):
         evaluate([], cube, obs)
     with pytest.raises(InputError, match="models\\[0\\] is a int"):
@@ -235,8 +329,12 @@ def test_miso_trained_and_loaded_score_alike(setting, tmp_path):
     )
     model.save(tmp_path / "miso.safetensors")
     loaded = load_checkpoint(tmp_path / "miso.safetensors")
-    assert not hasattr(loaded, "predict_points")
-    report = evaluate([model, loaded], cube, small, names=["trained", "loaded"])
+    with pytest.raises(InputError, match="every one of the 40 labelled"):
+        evaluate([loaded], cube, small)
+    report = evaluate([model, loaded], cube, obs, names=["trained", "loaded"])
+    seen = set(zip(small["x"], small["y"]))
+    unseen = [i for i in obs.index if (obs.at[i, "x"], obs.at[i, "y"]) not in seen]
+    assert sorted(report.predictions.index) == sorted(unseen * 2)
     p = report.predictions
     np.testing.assert_allclose(
         p[p.model == "trained"]["p_present"], p[p.model == "loaded"]["p_present"], atol=1e-5

@@ -351,7 +351,9 @@ def test_real_pedons_lost_minus_signs(shared_data):
     assert positive > 900 and zeros > 0  # the dirt the data README describes
 
     # default soil-order task: Canadian orders are unknown, and the error says so with counts
-    with pytest.raises(ObservationError, match="Unknown labels: .*'Podzolic'.*pass classes="):
+    with pytest.raises(
+        ObservationError, match="Unknown labels: .*'Ferro-Humic Podzol'.*pass classes="
+    ):
         read_observations(path, label="order")
 
     obs = read_observations(path, label="order", classes=_canadian_order)
@@ -418,3 +420,134 @@ def test_unknown_string_labels_become_a_label_set_of_your_own_sorted_and_reporte
     # a built-in task says nothing of the kind
     pf = read_observations(df.assign(permafrost=[0, 1, 1, 0]), label="permafrost")
     assert pf.attrs["report"].notes == []
+
+
+# ---- issue 11: typos, duplicates, the full list of flagged rows, coordinate hints ----------
+
+
+def test_task_name_typo_is_refused_with_the_labels_found():
+    df = pd.DataFrame({"lon": [-147.7, -147.6], "lat": [64.8, 64.9], "pf": [0, 1]})
+    with pytest.raises(ObservationError, match=r"task 'permafrst'.*did you mean 'permafrost'") as e:
+        read_observations(df, label="pf", task="permafrst")
+    assert "column 'pf' are ['0', '1']" in str(e.value)
+    # a task name of one's own, far from the built-in ones, is still a task of its own
+    obs = read_observations(df, label="pf", task="ice_wedges")
+    assert list(obs["label"].cat.categories) == ["0", "1"]
+
+
+def test_duplicates_keep_the_labelled_row_and_raise_accepts_them():
+    lon = [-147.7, -147.7, -147.6, -147.6, -147.5, -147.5, -147.5, -147.4]
+    lat = [64.8, 64.8, 64.9, 64.9, 65.0, 65.0, 65.0, 65.1]
+    pf = [None, "yes", "no", None, "yes", "no", None, "no"]
+    df = pd.DataFrame({"lon": lon, "lat": lat, "permafrost": pf})
+    obs = read_observations(df)
+    rep = obs.attrs["report"]
+    # an unlabelled row at a labelled pedon's place merges into it, whichever comes first
+    assert obs.loc[1, "label"] == "present" and obs.loc[2, "label"] == "absent"
+    assert 0 not in obs.index and 3 not in obs.index
+    # two labels at one place: the labelled rows go, the unlabelled point stays
+    assert rep.counts["conflicting_duplicate"] == 2 and 6 in obs.index
+    assert pd.isna(obs.loc[6, "label"])
+    assert rep.counts["duplicate"] == 2 and rep.actions["duplicate"] == "merged"
+    # exact duplicates are merged, not refused; conflicts are refused with true counts
+    clean = df.drop(index=[4, 5])
+    assert len(read_observations(clean, on_invalid="raise")) == 4
+    with pytest.raises(ObservationError, match=r"conflicting_duplicate': 2") as e:
+        read_observations(df, on_invalid="raise")
+    assert "8 rows read, 4 kept (3 labelled), 2 dropped, 2 merged" in str(e.value)
+
+
+def test_report_rows_list_every_flagged_row_and_unknown_counts_are_of_their_rows():
+    df = _dirty_permafrost()
+    df.loc[6, "permafrost"] = "maybe"  # a row already dropped for its coordinates, bad label too
+    obs = read_observations(df)
+    rep = obs.attrs["report"]
+    # the unknown label of a row dropped for out-of-range coordinates is not counted twice
+    assert rep.unknown_labels == {"maybe": rep.counts["unknown_label"]}
+    rows = rep.rows
+    assert rows.index.name == "row" and list(rows.columns) == ["reason", "action"]
+    assert rows["reason"].value_counts().to_dict() == rep.counts
+    dropped = set(rows.index[rows["action"].isin(["dropped", "merged"])])
+    assert dropped == set(df.index) - set(obs.index)
+    assert "report.rows" in str(rep)
+
+
+def _alaska(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    return -147.7 + 0.002 * np.arange(n), 64.8 + 0.002 * np.arange(n)
+
+
+def test_swapped_lon_lat_columns_get_a_hint():
+    lon, lat = _alaska()
+    df = pd.DataFrame({"lon": lat, "lat": lon, "permafrost": [0, 1] * 3})  # swapped
+    with pytest.raises(
+        ObservationError, match=r"did you swap the lon/lat columns\? \(pass x='lat', y='lon'\)"
+    ):
+        read_observations(df)
+    obs = read_observations(df, x="lat", y="lon")  # the fix the hint gives
+    np.testing.assert_allclose(obs["lon"], lon)
+    # with a cube: swapped points are off the cube, and the hint says they fit once swapped
+    cube, grid = _cube_over(-147.7, 64.8, size=64, res=100.0)
+    df = pd.DataFrame(
+        {"lon": np.r_[lat, -147.68], "lat": np.r_[lon, 64.82], "pf": [0, 1] * 3 + [1]}
+    )
+    obs = read_observations(df, label="pf", cube=cube)
+    hints = obs.attrs["report"].hints
+    assert len(obs) == 1 and any(
+        "inside the cube with longitude and latitude swapped" in h for h in hints
+    )
+
+
+def test_projected_columns_without_crs_and_degrees_with_a_projected_crs():
+    from pyproj import Transformer
+
+    lon, lat = _alaska()
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3338", always_xy=True).transform(lon, lat)
+    df = pd.DataFrame({"lon": x, "lat": y, "permafrost": [0, 1] * 3})  # metres under lon/lat
+    with pytest.raises(ObservationError, match=r"projected metres, not degrees\. Pass crs="):
+        read_observations(df)
+    np.testing.assert_allclose(read_observations(df, crs="EPSG:3338")["lon"], lon)
+    df = pd.DataFrame({"lon": lon, "lat": lat, "permafrost": [0, 1] * 3})
+    with pytest.raises(
+        ObservationError,
+        match=r"lon/lat values look like longitude/latitude in degrees.*crs='EPSG:3338' is projected",
+    ):
+        read_observations(df, x="lon", y="lat", crs="EPSG:3338")
+
+
+def test_real_pedons_report_counts_and_rows(shared_data):
+    path = shared_data / "npctr_pedons_mcnicol" / "NPCTRPedonTable.csv"
+    raw = pd.read_csv(path)
+    obs = read_observations(path, label="order", classes=_canadian_order, on_invalid="fix")
+    rep = obs.attrs["report"]
+    rows = rep.rows
+    assert rows["reason"].value_counts().to_dict() == rep.counts
+    gone = set(rows.index[rows["action"].isin(["dropped", "merged"])])
+    assert gone == set(raw.index) - set(obs.index)
+    # no labelled pedon is lost to an unlabelled one at the same site
+    lon = raw["lon"].where(raw["lon"] < 0, -raw["lon"])  # what on_invalid="fix" did
+    sites = pd.DataFrame(
+        {
+            "site": list(zip(lon.round(5), raw["lat"].round(5))),
+            "known": [_canadian_order(v) if pd.notna(v) else None for v in raw["order"]],
+            "why": rows[rows["reason"] != "lost_minus_sign"]["reason"]
+            .reindex(raw.index)
+            .fillna(""),
+        }
+    )
+    mixed = 0
+    for _, g in sites.groupby("site"):
+        if len(g) < 2 or not set(g["why"]) <= {"", "duplicate", "unlabelled"}:
+            continue
+        if g["known"].notna().any() and g["known"].isna().any():
+            mixed += 1
+            kept = obs.index.intersection(g.index)
+            assert len(kept) == 1 and pd.notna(obs.loc[kept[0], "label"]), g
+    assert mixed > 0  # the real file has such sites
+    soil = read_observations(
+        path,
+        label="order",
+        classes={"Podzolic": "Spodosols", "Organic": "Histosols"},
+        on_invalid="fix",
+    )
+    srep = soil.attrs["report"]
+    assert sum(srep.unknown_labels.values()) == srep.counts["unknown_label"]

@@ -350,6 +350,7 @@ class RandomForestBaseline:
 
         from ..cube.grid import Grid
         from .features import points_xy
+        from .provenance import points_record
 
         if not isinstance(obs, pd.DataFrame) or "label" not in obs.columns:
             raise ObservationError(
@@ -438,6 +439,8 @@ class RandomForestBaseline:
             "n_skipped": int(len(obs) - use.sum()),
             "class_counts": {c: int(n) for c, n in zip(classes, counts)},
             "source": str(obs.attrs.get("source", "")),
+            # the points the forest saw: evaluate scores it only away from them
+            "points": points_record(x[use], y[use], grid.crs),
         }
         self.sha256 = self.source = None
         del self._pending

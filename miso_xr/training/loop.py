@@ -41,6 +41,7 @@ from ..exceptions import InputError, ObservationError
 from ..spec import TASK_CLASSES, ModelSpec, Normalisation
 from .crops import Crops, extract_crops
 from .features import on_crs, points_xy
+from .provenance import points_record
 
 __all__ = ["TASK_CLASSES", "train", "predict_points", "validation_split"]
 
@@ -799,6 +800,11 @@ def train(
         ).hexdigest(),
         "validation_index": [str(v) for v in val_index] if len(val_index) <= 2000 else None,
         "n_outside_cube": n_outside,
+        # every labelled point that shaped the model (validation chose the epoch): evaluate
+        # scores this model only away from them
+        "points": points_record(np.r_[lx, vx], np.r_[ly, vy], gridspec.crs)
+        if val_obs is not None
+        else points_record(lx, ly, gridspec.crs),
         "n_unlabelled_tiles": n_unl,
         "queries_per_crop": nq,
         "epochs": len(history),
