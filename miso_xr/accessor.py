@@ -57,8 +57,10 @@ class MisoDatasetAccessor(_MisoAccessorBase):
         **kwargs: Any,
     ) -> xr.Dataset:
         """Lazy maps of ``model`` over this cube (see :func:`miso_xr.infer.predict.predict`)."""
+        from ._files import check_finished
         from .infer.predict import predict
 
+        check_finished(self._obj, "the cube")
         return predict(
             self._obj,
             model,

@@ -11,6 +11,9 @@ Tensors are stored with safetensors (no code runs on load). The file's string me
 ``config``          JSON of the model's architecture configuration
 ``training``        JSON summary of the training data and run
 ``miso_xr_version`` the package version that wrote it
+``tensors_sha256``  sha256 of the tensors (names, dtypes, shapes and bytes, in name order),
+                    checked on every load: a file changed on disk after it was written (a flipped
+                    sector, an edit) is refused as corrupt or tampered with, naming the path
 
 This module knows numpy and safetensors only; model classes turn tensors into torch or sklearn.
 It names the model classes of each kind (:data:`KINDS`, ``"module:Class"`` strings) and imports
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_write
-from .exceptions import CheckpointError, UnsafeCheckpointError
+from .exceptions import CheckpointError, UnsafeCheckpointError, UnverifiedCheckpointWarning
 from .spec import ModelSpec
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "read_checkpoint",
     "read_info",
     "sha256_file",
+    "tensors_digest",
     "write_checkpoint",
 ]
 
@@ -67,6 +71,7 @@ class CheckpointInfo:
     training: dict[str, Any] = field(hash=False)
     version: str = ""
     format_version: str = FORMAT_VERSION
+    tensors_sha256: str = ""
 
     def summary(self) -> dict[str, Any]:
         """A short JSON-able description (what hub indexes show)."""
@@ -131,6 +136,7 @@ def write_checkpoint(
         "miso_xr_version": __version__,
     }
     arrays = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    meta["tensors_sha256"] = tensors_digest(arrays)
     data = save(arrays, metadata=meta)
     atomic_write(path, data, fsync=True)
     return hashlib.sha256(data).hexdigest()
@@ -159,6 +165,7 @@ def _info_from_meta(meta: dict[str, str] | None, where: str) -> CheckpointInfo:
         training=training,
         version=meta.get("miso_xr_version", ""),
         format_version=meta["format_version"],
+        tensors_sha256=meta.get("tensors_sha256", ""),
     )
 
 
@@ -190,7 +197,32 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         tensors = load_file(str(path))
     except Exception as err:
         raise CheckpointError(f"{str(path)!r} has unreadable tensors ({err})") from err
+    if not info.tensors_sha256:
+        import warnings
+
+        warnings.warn(
+            f"checkpoint {str(path)!r} (miso_xr {info.version or '?'}) has no tensors_sha256, so "
+            "its bytes cannot be checked; save it again to add one",
+            UnverifiedCheckpointWarning,
+            stacklevel=2,
+        )
+    elif tensors_digest(tensors) != info.tensors_sha256:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or was tampered with: its tensors do not match "
+            f"the tensors_sha256 recorded when it was written ({info.tensors_sha256[:16]}...); "
+            "fetch or save it again"
+        )
     return tensors, info
+
+
+def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
+    """sha256 of tensors: each name, dtype and shape, then its bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -118,6 +118,7 @@ def _setup(args: argparse.Namespace) -> None:
 
 #: Python keyword phrasings in messages -> the flag that does the same on the command line
 _CLI_WORDS = (
+    (re.compile(r"\bmode='w' \(overwrite=True\)"), "--overwrite"),
     (re.compile(r"\boverwrite=True\b"), "--overwrite"),
     (re.compile(r"\bindependent=True\b"), "--independent"),
     (re.compile(r"evaluate\(\[refit_factory\(model\)\], cube, obs, folds=\.\.\.\)"), "--refit"),

@@ -18,6 +18,7 @@ __all__ = [
     "UnsafeCheckpointError",
     "MisoWarning",
     "RechunkWarning",
+    "UnverifiedCheckpointWarning",
 ]
 
 
@@ -79,3 +80,7 @@ class MisoWarning(UserWarning):
 
 class RechunkWarning(MisoWarning):
     """``predict`` changed the cube's chunks; the message says how and why (choose chunks to avoid it)."""
+
+
+class UnverifiedCheckpointWarning(MisoWarning):
+    """A checkpoint written before tensor digests existed: loaded, but its bytes are unchecked."""

@@ -71,8 +71,11 @@ def plot_maps(
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.figure import Figure
 
+    from ._files import check_finished
+
     if not isinstance(maps, xr.Dataset):
         raise InputError(f"maps is a {type(maps).__name__}; plot_maps draws an xr.Dataset")
+    check_finished(maps)
     names = [v for v in ("label", "probability", "uncertainty") if v in maps.data_vars]
     if not names:
         raise InputError(

@@ -13,6 +13,15 @@ shapes, chunks, dtypes, attributes and coordinate values) is stored with the met
 (``miso_xr_template`` attribute) and in ``.miso_progress/template.json``; resuming into a store made
 from other maps is refused. Zarr readers ignore the ``.miso_progress`` folder.
 
+Unfinished stores cannot be misread
+-----------------------------------
+Each variable's nodata is its Zarr fill value (``_FillValue``: -1 for ``label``, whose CF
+``flag_values`` stay, NaN for floats), so a chunk never written reads as missing, not as class 0.
+Until the last chunk lands the store carries the attribute ``miso_xr_unfinished`` (removed, and
+the consolidated metadata rewritten, as the write's final step); :func:`check_finished` refuses
+such a store, and the package's readers of maps and cubes (``to_cog``, ``plot``, ``predict``,
+``evaluate``) call it. ``xr.open_zarr(store, mask_and_scale=False)`` keeps the label's codes.
+
 >>> maps.miso.to_zarr("alaska.zarr")          # doctest: +SKIP
 'alaska.zarr'
 >>> # killed halfway? run the same line again: it continues where it stopped
@@ -23,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,11 +39,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._files import atomic_write
+from ._files import UNFINISHED_ATTR, atomic_write, check_finished, temp_name
 from ._progress import show_progress
 from .exceptions import InputError
 
-__all__ = ["to_cog", "to_zarr"]
+__all__ = ["check_finished", "to_cog", "to_zarr"]
 
 PROGRESS = ".miso_progress"
 TEMPLATE_ATTR = "miso_xr_template"
@@ -174,6 +182,7 @@ def to_zarr(
         return finish(target, root, local, options, *tasks, dask_key_name=key)
     if tasks:
         _compute(tasks, show_progress(progress))
+    _mark_finished(target, options)
     _put(fs, root, f"{PROGRESS}/complete", b"", local)
     return target
 
@@ -211,6 +220,7 @@ def _mark_complete(target: str, root: str, local: bool, options: dict, *_done: A
     import fsspec
 
     fs, _ = fsspec.core.url_to_fs(target, **options)
+    _mark_finished(target, options)
     _put(fs, root, f"{PROGRESS}/complete", b"", local)
     return target
 
@@ -259,7 +269,7 @@ def _fingerprint(ds: xr.Dataset, encoding: dict | None = None) -> str:
     """sha256 of what makes two maps the same template (not their values)."""
 
     def clean(attrs: dict) -> dict:
-        return {k: v for k, v in attrs.items() if k != TEMPLATE_ATTR}
+        return {k: v for k, v in attrs.items() if k not in (TEMPLATE_ATTR, UNFINISHED_ATTR)}
 
     desc: dict[str, Any] = {"attrs": clean(ds.attrs), "vars": {}, "coords": {}}
     for name, var in ds.data_vars.items():
@@ -312,11 +322,52 @@ def _state(fs: Any, root: str, fp: str, options: dict | None = None) -> str:
     return "foreign"
 
 
+def _mark_finished(target: str, options: dict | None = None) -> None:
+    """Drop the unfinished attribute, in the group and in the consolidated metadata."""
+    import zarr
+
+    kw = {"storage_options": options} if options else {}
+    group = zarr.open_group(target, mode="r+", **kw)
+    if UNFINISHED_ATTR in group.attrs:
+        del group.attrs[UNFINISHED_ATTR]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        # the walk meets our .miso_progress folder, which is rightly no Zarr node
+        warnings.filterwarnings("ignore", "Object at .miso_progress", category=UserWarning)
+        zarr.consolidate_metadata(group.store)
+
+
+def _fill_values(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Encoding that makes each variable's nodata its Zarr fill value (unwritten = missing)."""
+    enc: dict[str, dict[str, Any]] = {}
+    for name, var in ds.data_vars.items():
+        # _FillValue is the CF attribute readers mask; fill_value is what Zarr v3 returns for a
+        # chunk never written: both must be the nodata
+        if np.issubdtype(var.dtype, np.floating):
+            enc[str(name)] = {"_FillValue": np.nan, "fill_value": np.nan}
+        elif np.issubdtype(var.dtype, np.integer):
+            nodata = var.attrs.get(
+                "nodata", -1 if np.issubdtype(var.dtype, np.signedinteger) else None
+            )
+            if nodata is not None:
+                value = var.dtype.type(nodata)
+                enc[str(name)] = {"_FillValue": value, "fill_value": value}
+    return enc
+
+
 def _write_template(
     ds: xr.Dataset, target: str, fp: str, encoding: dict | None = None, options: dict | None = None
 ) -> None:
     template = ds.copy()
     template.attrs[TEMPLATE_ATTR] = fp
+    template.attrs[UNFINISHED_ATTR] = (
+        f"{target}: to_zarr has not finished; rerun it to complete the store"
+    )
+    encoding = {k: dict(v) for k, v in (encoding or {}).items()}
+    for name, fill in _fill_values(template).items():
+        encoding.setdefault(name, {}).update(fill)
+        # the fill value is the nodata now: an attribute as well would say it twice
+        template[name].attrs.pop("_FillValue", None)
     with warnings.catch_warnings():
         # zarr-python 3 warns that consolidated metadata is not yet in the Zarr v3 spec; xarray
         # and zarr-python read it, and readers would otherwise warn that it is missing
@@ -339,7 +390,7 @@ def _put(fs: Any, root: str, key: str, data: bytes, local: bool) -> None:
     if not local:
         fs.pipe_file(path, data)
         return
-    atomic_write(path, data)
+    atomic_write(path, data, fsync=True)  # a marker promises its chunk: make it durable
 
 
 def _finished(fs: Any, root: str) -> set[str]:
@@ -506,6 +557,7 @@ def to_cog(
     """
     import rioxarray  # noqa: F401 - registers .rio
 
+    check_finished(obj)
     da = _pick(obj, variable)
     out = Path(os.fspath(path))
     if not out.parent.is_dir():
@@ -527,6 +579,10 @@ def to_cog(
             f"{da.name!r} records no CRS; maps from predict keep the cube's CRS, or use "
             "obj.rio.write_crs(...)"
         )
+    if "flag_values" in da.attrs and np.issubdtype(da.dtype, np.floating):
+        # a label read back from Zarr: its -1 fill value was decoded to NaN; codes again
+        code = da.encoding.get("dtype", np.dtype("int16"))
+        da = da.fillna(da.attrs.get("nodata", -1)).astype(code)
     integer = np.issubdtype(da.dtype, np.integer)
     nodata = _nodata(da)
     da = da.copy()
@@ -569,9 +625,8 @@ def to_cog(
 
 
 def _temp_name(out: Path, suffix: str) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
-    return tmp
+    # a name only: GDAL creates the file, with the mode the umask gives (mkstemp's is 0600)
+    return str(temp_name(out, suffix))
 
 
 def _write_tiled(da: xr.DataArray, path: str, *, blocksize: int, progress: bool) -> None:

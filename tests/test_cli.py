@@ -41,7 +41,7 @@ def files(tmp_path_factory):
     )
     cube = miso_xr.open_rasters({"covariates": {"elevation": str(root / "dem.tif")}}, chunks=16)
     obs = miso_xr.read_observations(root / "obs.csv", cube=cube)
-    rf = miso_xr.RandomForestBaseline(n_estimators=10, features=["covariates"])
+    rf = miso_xr.RandomForestBaseline(n_estimators=10, features=["covariates"], window=8)
     rf.fit(cube, obs).save(root / "rf_all.safetensors")
     west = obs[obs["x"] < GRID.left + SIZE * RES / 2]
     rf.fit(cube, west).save(root / "rf_west.safetensors")
@@ -72,12 +72,12 @@ def test_evaluate_scores_held_out_points_refuses_memory_and_refits(files, tmp_pa
     # trained on the west: scored once, on eastern points > 300 m from any training point
     assert main(_evaluate(files, "rf_west.safetensors")) == 0
     out = capsys.readouterr().out
-    assert "rf_west.safetensors: fixed model:" in out and "held-out points" in out
+    assert "rf_west: fixed model:" in out and "held-out points" in out
     assert "±" not in out
     # --refit: spatial CV with the checkpoint's own settings
     assert main([*_evaluate(files, "rf_all.safetensors"), "--refit", "--out", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "rf_all.safetensors: spatial CV: 2 folds, refit per fold" in out and "±" in out
+    assert "rf_all: spatial CV: 2 folds, refit per fold" in out and "±" in out
     assert png.stat().st_size > 0
 
 

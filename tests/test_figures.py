@@ -23,7 +23,7 @@ def maps_and_obs():
     r, c = rng.integers(0, 48, 60), rng.integers(0, 40, 60)
     df = pd.DataFrame({"x": grid.x[c], "y": grid.y[r], "permafrost": elevation[r, c] > 500})
     obs = read_observations(df, crs=grid.crs)
-    rf = RandomForestBaseline(n_estimators=5, features=["covariates"]).fit(cube, obs)
+    rf = RandomForestBaseline(n_estimators=5, features=["covariates"], window=8).fit(cube, obs)
     return cube.miso.predict(rf), obs
 
 

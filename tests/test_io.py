@@ -87,7 +87,14 @@ def test_round_trip(tmp_path):
     maps = make_maps()
     out = to_zarr(maps, tmp_path / "m.zarr", progress=False)
     back = xr.open_zarr(out)
-    assert back.label.dtype == np.int16 and back.probability.dtype == np.float32
+    # nodata is the fill value: the label's -1 reads as missing (CF decoding), codes stay codes
+    assert back.label.encoding["_FillValue"] == -1 and back.label.encoding["dtype"] == np.int16
+    nodata = maps.label.values == -1
+    assert nodata.any() and np.isnan(back.label.values[nodata]).all()
+    assert np.array_equal(back.label.values[~nodata], maps.label.values[~nodata])
+    raw = xr.open_zarr(out, mask_and_scale=False)
+    assert raw.label.dtype == np.int16 and np.array_equal(raw.label.values, maps.label.values)
+    assert back.probability.dtype == np.float32
     assert back.probability.encoding["chunks"] == (2, 16, 16)
     assert np.array_equal(back.probability.values, maps.probability.values, equal_nan=True)
     assert back.rio.crs == maps.rio.crs
@@ -241,8 +248,9 @@ def test_storage_options_reach_the_filesystem_everywhere(tmp_path):
         to_zarr(make_maps(), url, progress=False)
     out = to_zarr(make_maps(), url, storage_options={"token": "secret"}, progress=False)
     assert out == url
-    back = xr.open_zarr(url, storage_options={"token": "secret"})
+    back = xr.open_zarr(url, storage_options={"token": "secret"}, mask_and_scale=False)
     assert np.array_equal(back.label.values, make_maps().label.values)
+    assert "miso_xr_unfinished" not in back.attrs  # finished, on a remote store too
 
 
 def test_encoding_is_honoured_checked_and_fingerprinted(tmp_path):
@@ -266,7 +274,7 @@ def test_encoding_is_honoured_checked_and_fingerprinted(tmp_path):
 def test_irregular_chunks_are_made_uniform(tmp_path):
     maps = make_maps().chunk({"y": (20, 5, 20), "x": (30, 30)})
     out = to_zarr(maps, tmp_path / "r.zarr", progress=False)
-    back = xr.open_zarr(out)
+    back = xr.open_zarr(out, mask_and_scale=False)
     assert back.label.encoding["chunks"] == (20, 30)
     assert np.array_equal(back.label.values, maps.label.values)
 
@@ -320,3 +328,54 @@ def test_cog_bad_inputs_leave_nothing(tmp_path):
         to_cog(maps, tmp_path / "a.tif")
     to_cog(maps, tmp_path / "a.tif", variable="uncertainty", overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["a.tif"]
+
+
+# ---- issue 11: unfinished stores cannot be misread ----------------------------------------------
+
+
+def test_killed_write_reads_as_missing_and_is_refused_until_finished(tmp_path):
+    """Unwritten chunks read as missing (not class 0), and the package refuses the store."""
+    from miso_xr.exceptions import InputError
+    from miso_xr.training.evaluate import evaluate
+
+    store, log = tmp_path / "killed.zarr", tmp_path / "first.log"
+    script = KILLED_WRITER.format(tests=str(HERE), log=str(log), store=str(store))
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_markers(store)) < 2:  # bounded by the deadline
+            assert proc.poll() is None, "the writer ended before it could be killed"
+            assert time.monotonic() < deadline, "the writer made no progress"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done = _markers(store)
+    maps = xr.open_zarr(store)
+    assert "miso_xr_unfinished" in maps.attrs
+    label = maps.label.values
+    # a chunk never written: all missing, never 0 ("absent")
+    missing = [(i, j) for i in range(3) for j in range(4) if f"{i}.{j}" not in done]
+    i, j = missing[0]
+    block = label[16 * i : 16 * (i + 1), 16 * j : 16 * (j + 1)]
+    assert np.isnan(block).all()
+    assert np.isnan(maps.probability.values[:, 16 * i : 16 * (i + 1), 16 * j : 16 * (j + 1)]).all()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for call in (
+        lambda: maps.miso.to_cog(str(tmp_path / "m.tif")),
+        lambda: maps.miso.plot(str(tmp_path / "m.png")),
+        lambda: maps.miso.predict(object()),
+        lambda: evaluate([object()], maps, None),
+    ):
+        with pytest.raises(
+            InputError, match=r"unfinished Zarr write .*killed\.zarr.*Rerun the same"
+        ):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    to_zarr(make_maps(), store, progress=False)  # resumed to the end: the marker goes
+    maps = xr.open_zarr(store)
+    assert (
+        "miso_xr_unfinished" not in maps.attrs
+        and not np.isnan(maps.uncertainty.values[1:, 1:]).all()
+    )
+    maps.miso.to_cog(str(tmp_path / "m.tif"))  # now accepted

@@ -157,7 +157,8 @@ def test_to_zarr_on_the_cluster_matches_threads(client, toy, tmp_path):
 
     maps = predict(toy_cube(64, 48, chunks=16), toy, window=8, stride=4)
     to_zarr(maps, tmp_path / "c.zarr", progress=True)  # workers write chunks and markers
-    back = xr.open_zarr(tmp_path / "c.zarr").load()
+    # mask_and_scale=False: the label's nodata (-1, its fill value) stays -1 rather than NaN
+    back = xr.open_zarr(tmp_path / "c.zarr", mask_and_scale=False).load()
     local = maps.compute(scheduler="threads")
     assert np.array_equal(back.label.values, local.label.values)
     assert np.nanmax(np.abs(back.probability.values - local.probability.values)) <= 1e-6

@@ -10,7 +10,6 @@ import http.client
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .._files import atomic_write
+from .._files import atomic_write, new_file
 from ..checkpoint import sha256_file
 from ..exceptions import CheckpointError, HubError, InputError, IntegrityError, OfflineError
 from .checks import _check_bytes, _describe, _refuse_pickle_name, _sniff
@@ -171,7 +170,7 @@ def _download(
     blobs.mkdir(parents=True, exist_ok=True)
     for stale in blobs.glob(f".{key}.*.part"):  # left by a killed process; we hold the lock
         stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{key}.", suffix=".part", dir=blobs)
+    fd, tmp_name = new_file(blobs, f".{key}.")
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from .._files import atomic_write
+from .._files import atomic_write, fsync_dir, new_file
 from ..checkpoint import read_info, sha256_file
 from ..exceptions import CheckpointError, HubError, InputError
 from .checks import _check_bytes, _refuse_pickle_name, _safetensors_header, _tensor_summary
 from .index import Entry, _parse_index, _write_index_doc
-from .settings import _LOCK_WAIT, _NAME, _SCHEME, _VERSION, ENTRY_KINDS, _file_url_path
+from .settings import _NAME, _SCHEME, _VERSION, ENTRY_KINDS, _file_url_path
+
+#: how long a publish waits for another one into the same hub (a copy and an index rewrite)
+_PUBLISH_WAIT = 120.0
 
 
 def publish(
@@ -75,24 +77,44 @@ def publish(
         return _publish_fsspec(src, hub.rstrip("/"), entry)
     root = Path(hub).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
+    from filelock import SoftFileLock, Timeout
 
-    with FileLock(str(root / ".index.json.lock"), timeout=_LOCK_WAIT):
-        index = root / "index.json"
-        entries = _parse_index(index.read_bytes(), str(index)) if index.exists() else []
-        kept = _merge(entries, entry, where=str(index))
-        if kept is None:
-            return Entry(**{**entry.to_dict(), "index": str(index)})
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        atomic_write(index, _write_index_doc([*kept, entry]))
+    # a soft lock is a file that exists only while a publish runs (made with O_EXCL, which
+    # shared filesystems honour), so a finished publish leaves the hub folder as served
+    lock = SoftFileLock(str(root / ".index.json.lock"), timeout=_PUBLISH_WAIT)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise HubError(
+            f"another publish into {str(root)!r} holds {str(root / '.index.json.lock')!r} for "
+            f"over {_PUBLISH_WAIT:g} s; if none is running (a killed publish), delete that file"
+        ) from None
+    try:
+        return _publish_local(src, root, rel, entry)
+    finally:
+        lock.release()
+
+
+def _publish_local(src: Path, root: Path, rel: str, entry: Entry) -> Entry:
+    """Copy the file and rewrite the index (the caller holds the hub's lock)."""
+    index = root / "index.json"
+    entries = _parse_index(index.read_bytes(), str(index)) if index.exists() else []
+    kept = _merge(entries, entry, where=str(index))
+    if kept is None:
+        return Entry(**{**entry.to_dict(), "index": str(index)})
+    target = root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = new_file(target.parent, f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the index names them
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    atomic_write(index, _write_index_doc([*kept, entry]), fsync=True)
     return Entry(**{**entry.to_dict(), "index": str(index)})
 
 

@@ -70,6 +70,18 @@ def _materialise(
                 f"sha256={sha256} was asked but hub entry {entry.ref!r} ({entry.index}) has "
                 f"sha256 {entry.sha256}"
             )
+        where = entry.location
+        if where.startswith("file://") or not _SCHEME.match(where):
+            # a directory hub on this machine (or a shared filesystem): its file is used in
+            # place, checked against the entry's sha256 and size, never copied into the cache
+            local = Path(_file_url_path(where) if where.startswith("file://") else where)
+            path, got = _verify_local(local, sha256=entry.sha256, where=f"{entry.ref} ({where})")
+            if entry.size is not None and path.stat().st_size != entry.size:
+                raise IntegrityError(
+                    f"{entry.ref} ({where}) has {path.stat().st_size} bytes; its index says "
+                    f"{entry.size}"
+                )
+            return path, got, entry
         path, got = _fetch_url(
             entry.location,
             sha256=entry.sha256,

@@ -21,13 +21,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import new_file
 from ..exceptions import InputError, IntegrityError
 
 __all__ = [
@@ -173,7 +173,7 @@ def _save_to_cache(model: Any, cache_dir: str | os.PathLike[str] | None) -> tupl
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     models = root / "unsaved"
     models.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".safetensors", dir=models)
+    fd, tmp = new_file(models, ".model.", ".safetensors")
     os.close(fd)
     # save() records sha256/source on the model; put back what the user had (None): the model may
     # still change in memory, and a later predict() must then save it again, not reuse this file

@@ -421,9 +421,11 @@ def evaluate(
     >>> report.summary().loc[("rf", "balanced_accuracy"), "text"]           # doctest: +SKIP
     '0.781 ± 0.042'
     """
+    from .._files import check_finished
     from ..cube.grid import Grid
     from .folds import spatial_folds
 
+    check_finished(cube, "the cube")
     if not isinstance(models, (list, tuple)):
         models = [models]
     models = list(models)
