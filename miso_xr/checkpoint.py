@@ -59,6 +59,10 @@ KINDS = {
     "miso": "miso_xr.model.miso:MisoModel",
     "random_forest": "miso_xr.training.baseline:RandomForestBaseline",
 }
+#: Kind -> ``"module:function"`` run on a loaded model: MISO's ``predict_points`` needs crops
+#: of a cube (xarray), which the model room does not know, so training gives it the method
+#: (as :func:`miso_xr.train` does), and both kinds answer ``model.predict_points(cube, obs)``.
+FINISH = {"miso": "miso_xr.training.loop:_attach_predict_points"}
 
 
 @dataclass(frozen=True)
@@ -286,4 +290,6 @@ def load_checkpoint(
     model.sha256 = sha256 or sha256_file(path)
     model.source = source or str(path.resolve())
     model.checkpoint_path = str(path.resolve())
+    if info.kind in FINISH and loader is None:
+        model = _model_class(FINISH[info.kind], info.kind)(model)
     return model

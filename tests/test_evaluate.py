@@ -359,3 +359,33 @@ def test_miso_trained_and_loaded_score_alike(setting, tmp_path):
     )
     s = report.summary()
     assert s.loc[("trained", "accuracy"), "pooled"] == s.loc[("loaded", "accuracy"), "pooled"]
+
+
+def test_both_model_kinds_predict_points_after_loading(setting, tmp_path, one_torch_thread):
+    """model.predict_points(cube, obs) on a loaded MISO checkpoint as on a Random Forest."""
+    pytest.importorskip("torch")
+    import miso_xr
+    from miso_xr.model.config import MisoConfig
+    from miso_xr.model.miso import MisoModel
+    from miso_xr.spec import ModelSpec, Normalisation
+    from miso_xr.training.loop import predict_points
+
+    cube, grid, frozen, obs, folds = setting
+    spec = ModelSpec(
+        kind="miso", task="permafrost", classes=("absent", "present"),
+        modalities=(("covariates", tuple(TERRAIN)),), window=32, stride=16,
+        resolution=grid.resolution, crs=grid.crs, location=False,
+        normalisation=(("covariates", Normalisation((500.0, 15.0, 180.0), (100.0, 9.0, 100.0))),),
+    )  # fmt: skip
+    MisoModel.create(spec, MisoConfig.named("micro"), seed=0).save(tmp_path / "m.safetensors")
+    rf = RandomForestBaseline(n_estimators=4, features=["covariates"]).fit(cube, obs)
+    rf.save(tmp_path / "rf.safetensors")
+    some = obs.iloc[:7]
+    for path in ("m.safetensors", "rf.safetensors"):
+        model = miso_xr.load(tmp_path / path)
+        p = model.predict_points(cube, some)
+        assert p.shape == (7, 2) and np.allclose(p.sum(axis=1), 1), path
+    miso = miso_xr.load(tmp_path / "m.safetensors")
+    np.testing.assert_allclose(
+        miso.predict_points(cube, some), predict_points(miso, cube, some), atol=1e-6
+    )
