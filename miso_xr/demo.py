@@ -190,7 +190,7 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
     ]
     # the score table needs about half a map panel's width: a full fifth left a third empty
     fig, axes = plt.subplots(
-        1, 5, figsize=(22, 5.2), constrained_layout=True, width_ratios=[1, 1, 1, 1, 0.62]
+        1, 5, figsize=(22, 5.2), constrained_layout=True, width_ratios=[1, 1, 1, 1, 0.8]
     )
     panels = [
         ("hidden truth: permafrost", scene.truth("permafrost").values, "viridis"),
@@ -217,11 +217,12 @@ def _figure(path, scene, maps, rf_maps, samples, obs, metrics) -> None:
     )
     axes[4].axis("off")
     rows = sorted({k for scores in metrics.values() for k in scores})
-    lines = [f"{'held-out points':<24}{'MISO':>7}{'RF':>7}"]
+    w = max(len(k) for k in [*rows, "held-out points"]) + 1
+    lines = [f"{'held-out points':<{w}}{'MISO':>6}{'RF':>6}"]
     lines += [
-        f"{k:<24}{metrics['MISO'].get(k, float('nan')):>7.3f}{metrics['RF'].get(k, float('nan')):>7.3f}"
+        f"{k:<{w}}{metrics['MISO'].get(k, float('nan')):>6.3f}{metrics['RF'].get(k, float('nan')):>6.3f}"
         for k in rows
     ]
-    axes[4].text(0.0, 0.5, "\n".join(lines), va="center", family="monospace", fontsize=10)
+    axes[4].text(0.0, 0.5, "\n".join(lines), va="center", family="monospace", fontsize=9.5)
     fig.savefig(path, dpi=90)
     plt.close(fig)
