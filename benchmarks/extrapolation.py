@@ -603,7 +603,7 @@ def figure(path: Any, result: dict[str, Any], problem: Problem) -> None:
         c="lime",
         label=f"training points (seed {seed0['seed']})",
     )
-    axes[0].legend(loc="lower left", fontsize=6)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 0.0), fontsize=7, frameon=False)
     cb = fig.colorbar(im, ax=axes.tolist(), shrink=0.6)
     if binary:
         cb.set_label(f"P({problem.positive}) / class")
