@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import planetary_computer as pc  # the test extra: read-time signing is tested with the SDK
 import pytest
 
 from miso_xr.cube.stac import open_stac
@@ -23,8 +24,6 @@ from miso_xr.cube.stac.signing import planetary_computer_href, unsigned
 from miso_xr.datasets.serving import Server, free_port
 from miso_xr.datasets.synthetic import make_scene, write_scene, write_stac
 from miso_xr.exceptions import InputError
-
-pc = pytest.importorskip("planetary_computer", reason="the planetary-computer extra")
 
 TTL = 3.0  # seconds a token lives on the loopback archive
 
