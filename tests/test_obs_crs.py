@@ -11,6 +11,7 @@ from test_train import MICRO, _scene
 from miso_xr.training.baseline import RandomForestBaseline
 from miso_xr.training.evaluate import evaluate
 from miso_xr.training.features import on_crs
+from miso_xr.training.folds import spatial_folds
 from miso_xr.training.loop import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,6 +39,8 @@ def test_on_crs_projects_a_copy_and_keeps_a_same_crs_table():
 def test_train_rf_and_evaluate_take_observations_in_another_crs():
     cube, obs = _scene()
     utm = _in_utm(obs)
+    held = spatial_folds(obs, distance=50, k=4, method="block").to_numpy() == 0
+    obs, test_obs, utm, test_utm = obs[~held], obs[held], utm[~held], utm[held]
     kw = dict(config=MICRO, epochs=1, progress=False, device="cpu", seed=2, val_fraction=0)
     a, b = train(cube, obs, **kw), train(cube, utm, **kw)
     sa, sb = a.state_tensors(), b.state_tensors()
@@ -45,6 +48,7 @@ def test_train_rf_and_evaluate_take_observations_in_another_crs():
     rf_a = RandomForestBaseline(n_estimators=20, seed=0).fit(cube, obs)
     rf_b = RandomForestBaseline(n_estimators=20, seed=0).fit(cube, utm)
     np.testing.assert_array_equal(rf_a.predict_points(cube, obs), rf_b.predict_points(cube, utm))
-    ra = evaluate([a, rf_a], cube, obs, names=["MISO", "RF"]).table
-    rb = evaluate([a, rf_a], cube, utm, names=["MISO", "RF"]).table
+    # scored on held-out points (evaluate refuses a model's own training points)
+    ra = evaluate([a, rf_a], cube, test_obs, names=["MISO", "RF"]).table
+    rb = evaluate([a, rf_a], cube, test_utm, names=["MISO", "RF"]).table
     np.testing.assert_allclose(ra["value"].to_numpy(float), rb["value"].to_numpy(float), atol=1e-6)
