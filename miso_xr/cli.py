@@ -1,4 +1,4 @@
-"""``miso-xr``: demo | predict | train | evaluate | hub (the package's only command line).
+"""``miso-xr``: demo | predict | pretrain | train | evaluate | hub (the package's only command line).
 
 Each subcommand is a thin layer over the public functions; ``miso-xr hub ...`` has its own parser
 (:func:`hub_main`, over :mod:`miso_xr.hub`). Errors print one line naming the command-line flag
@@ -205,10 +205,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     obs = miso_xr.read_observations(args.observations, label=args.label, task=args.task, cube=cube)
     print(obs.attrs.get("report", ""))
     model = miso_xr.train(
-        cube, obs, task=args.task, config=args.config, epochs=args.epochs, seed=args.seed
+        cube,
+        obs,
+        task=args.task,
+        config=args.config,
+        epochs=args.epochs,
+        seed=args.seed,
+        backbone=args.backbone,
+        location=args.location,
     )
     digest = model.save(args.out)
     print(f"wrote {args.out} (sha256 {digest})")
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    import miso_xr
+
+    cube = _open_cube(args)
+    backbone = miso_xr.pretrain(
+        cube,
+        config=args.config,
+        epochs=args.epochs,
+        crops_per_epoch=args.crops,
+        out=args.out,
+        seed=args.seed,
+    )
+    print(
+        f"wrote {backbone.path} (sha256 {backbone.sha256}); train with --backbone {backbone.path}"
+    )
     return 0
 
 
@@ -307,8 +332,29 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--task", default=None, help="permafrost, soil_order or a name")
     t.add_argument("--config", default="tiny", help="tiny or base")
     t.add_argument("--epochs", type=int)
+    t.add_argument(
+        "--backbone", help="pretrained encoders: hub name, path or URL (default: from scratch)"
+    )
+    t.add_argument(
+        "--location",
+        default="contrastive",
+        choices=["contrastive", "prior", "off"],
+        help="contrastive (the paper), prior (adds location logits: a departure) or off",
+    )
     t.add_argument("--out", required=True, help="checkpoint .safetensors")
     t.set_defaults(func=_cmd_train)
+
+    pt = sub.add_parser(
+        "pretrain",
+        parents=[common, seed],
+        help="self-supervised pretraining of the encoders on unlabelled crops",
+    )
+    _add_cube_args(pt)
+    pt.add_argument("--config", default="tiny", help="micro, tiny or base (train with the same)")
+    pt.add_argument("--epochs", type=int, default=10)
+    pt.add_argument("--crops", type=int, default=256, help="fresh crops drawn per epoch")
+    pt.add_argument("--out", required=True, help="backbone .safetensors (resumes if interrupted)")
+    pt.set_defaults(func=_cmd_pretrain)
 
     e = sub.add_parser(
         "evaluate",

@@ -124,15 +124,15 @@ def test_broken_checkpoints_are_refused(tmp_path):
     model = MisoModel.create(_spec(), SMALL, seed=0)
     tensors = model.state_tensors()
     bad = dict(tensors)
-    del bad["head.weight"]
+    del bad["head.5.weight"]
     path = tmp_path / "missing.safetensors"
     write_checkpoint(path, bad, spec=model.spec, config=model.checkpoint_config())
-    with pytest.raises(CheckpointError, match="missing.*head.weight"):
+    with pytest.raises(CheckpointError, match=r"missing.*head.5.weight"):
         load_checkpoint(path)
     bad = dict(tensors)
-    bad["head.weight"] = np.zeros((3, 16), np.float32)
+    bad["head.5.weight"] = np.zeros((3, 8), np.float32)
     write_checkpoint(path, bad, spec=model.spec, config=model.checkpoint_config())
-    with pytest.raises(CheckpointError, match=r"'head.weight' has shape \(3, 16\).*\(1, 16\)"):
+    with pytest.raises(CheckpointError, match=r"'head.5.weight' has shape \(3, 8\).*\(1, 8\)"):
         load_checkpoint(path)
     write_checkpoint(path, tensors, spec=model.spec, config={"embed_dim": "x", "colour": 1})
     with pytest.raises(CheckpointError, match="colour"):
@@ -143,6 +143,7 @@ def test_broken_checkpoints_are_refused(tmp_path):
         "bands": {"optical": 9, "covariates": 6},
         "num_outputs": 1,
         "location": True,
+        "location_prior": True,
     }
 
 

@@ -36,13 +36,33 @@ def test_output_shapes_per_modality_configuration(modalities, location, num_outp
     images, query, loc = _batch(bands, b=3, q=4)
     out = net(images, query, loc if location else None)
     assert out.logits.shape == (3, 4, num_outputs)
-    expected = set(modalities) | ({"location"} if location else set())
+    expected = set(modalities) | {"visual"} | ({"location"} if location else set())
     assert set(out.embeddings) == expected
     for e in out.embeddings.values():
         assert e.shape == (3, 4, SMALL.width)
     # one encoder per image modality, nothing for absent ones
     assert set(net.encoders) == set(modalities)
     assert hasattr(net, "location") == location
+
+
+def test_location_never_enters_the_prediction_unless_the_prior_is_asked_for():
+    bands = {"covariates": 6}
+    torch.manual_seed(0)
+    net = MisoNet(SMALL, bands, 1, location=True).eval()
+    images, query, loc = _batch(bands, b=2, q=4)
+    a = net(images, query, loc).logits
+    b = net(images, query, loc + 1e5).logits  # the same pixels, 100 km away
+    c = net(images, query, None).logits
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not hasattr(net, "location_head")
+    torch.manual_seed(0)
+    prior = MisoNet(SMALL, bands, 1, location=True, location_prior=True).eval()
+    p = prior(images, query, loc).logits
+    assert not torch.allclose(p, prior(images, query, loc + 1e5).logits)
+    with pytest.raises(InputError, match="location prior"):
+        prior(images, query, None)
+    with pytest.raises(InputError, match="needs the location encoder"):
+        MisoNet(SMALL, bands, 1, location=False, location_prior=True)
 
 
 def test_loss_runs_on_every_configuration_and_has_gradients():
@@ -93,8 +113,8 @@ def test_bad_inputs_raise_one_clear_error():
         net({**images, "optical": images["optical"][:, :4]}, query, loc)
     with pytest.raises(InputError, match="multiples of 32"):
         net({m: v[..., :24, :24] for m, v in images.items()}, query, loc)
-    with pytest.raises(InputError, match="location branch"):
-        net(images, query, None)
+    with pytest.raises(InputError, match="query's shape"):
+        net(images, query, loc[:, :2])
     with pytest.raises(InputError, match=r"\(batch, points, 2\)"):
         net(images, query[0], loc)
     with pytest.raises(InputError, match="at least one image modality"):
@@ -121,8 +141,10 @@ def test_config_named_round_trip_and_validation():
         40,
         0.1,
     )
-    # DESIGN says "51 query points (labelled centre, 10 random, a 6x6 grid)", which sums to 47
-    assert base.queries_per_crop == 1 + 10 + 6 * 6
+    # the paper's 51 query points: 1 labelled + 4 fillers + 10 random + a 6x6 grid
+    assert base.queries_per_crop == 1 + 4 + 10 + 6 * 6 == 51
+    # location: km-scale shortest wavelength; contrastive weight 0.1 per pair
+    assert base.location_min_wavelength >= 1000 and base.contrastive_weight == 0.1
     for name in ("tiny", "base"):
         cfg = MisoConfig.named(name)
         assert MisoConfig.from_dict(cfg.to_dict()) == cfg

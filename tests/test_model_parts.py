@@ -217,13 +217,27 @@ def test_info_nce_matches_a_hand_computed_case():
         (-l00 + math.log(math.exp(l00) + math.exp(l10)))
         + (-l11 + math.log(math.exp(l01) + math.exp(l11)))
     ) / 2
-    want = (a_to_b + b_to_a) / 2
+    want = a_to_b + b_to_a  # the reference sums the two directions
     assert float(info_nce(a, b, temperature=0.1)) == pytest.approx(want, rel=1e-6)
     # swapping the pairing makes it worse; it is symmetric in its arguments
     assert float(info_nce(a, b.flip(0))) > want
     assert float(info_nce(b, a)) == pytest.approx(want, rel=1e-6)
     with pytest.raises(InputError, match="same shape"):
         info_nce(a, b[:1])
+
+
+def test_info_nce_takes_negatives_from_other_crops_at_the_same_slot_only():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, 8, generator=g)  # 3 crops, 4 query slots
+    b = torch.randn(3, 4, 8, generator=g)
+    per_slot = [float(info_nce(a[:, q], b[:, q])) for q in range(4)]
+    assert float(info_nce(a, b)) == pytest.approx(sum(per_slot) / 4, rel=1e-5)
+    # points of the same crop are never negatives: changing another slot changes nothing here
+    b2 = b.clone()
+    b2[:, 1:] = torch.randn(3, 3, 8, generator=g)
+    assert float(info_nce(a[:, :1], b2[:, :1])) == pytest.approx(per_slot[0], rel=1e-6)
+    # one crop: no negatives, no loss
+    assert float(info_nce(a[:1], b[:1])) == 0.0
 
 
 def test_supervised_loss_uses_labelled_points_only():
@@ -246,16 +260,19 @@ def test_supervised_loss_uses_labelled_points_only():
 
 def test_miso_loss_parts_follow_the_branches_present():
     g = torch.Generator().manual_seed(0)
-    emb = {k: torch.randn(2, 3, 8, generator=g) for k in ("optical", "covariates", "location")}
+    emb = {
+        k: torch.randn(2, 3, 8, generator=g)
+        for k in ("optical", "covariates", "visual", "location")
+    }
     logits = torch.randn(2, 3, 1, generator=g)
     labels = torch.tensor([[1, -1, -1], [0, -1, -1]])
     total, parts = miso_loss(MisoOutput(logits, emb), labels, binary=True, contrastive_weight=2.0)
-    flat = {k: v.reshape(6, 8) for k, v in emb.items()}
     assert float(parts["satellite_covariate"]) == pytest.approx(
-        float(info_nce(flat["optical"], flat["covariates"])), rel=1e-6
+        float(info_nce(emb["optical"], emb["covariates"])), rel=1e-6
     )
+    # the *fused* visual embedding pairs with location (not the optical one)
     assert float(parts["visual_location"]) == pytest.approx(
-        float(info_nce(flat["optical"], flat["location"])), rel=1e-6
+        float(info_nce(emb["visual"], emb["location"])), rel=1e-6
     )
     assert float(total) == pytest.approx(
         float(parts["supervised"] + 2 * (parts["satellite_covariate"] + parts["visual_location"])),
@@ -263,6 +280,14 @@ def test_miso_loss_parts_follow_the_branches_present():
     )
     _, only = miso_loss(MisoOutput(logits, {"covariates": emb["covariates"]}), labels, binary=True)
     assert set(only) == {"supervised"}
+    # a covariates-only model with location still has a contrastive term
+    cov_loc = {
+        "covariates": emb["covariates"],
+        "visual": emb["visual"],
+        "location": emb["location"],
+    }
+    _, cl = miso_loss(MisoOutput(logits, cov_loc), labels, binary=True)
+    assert set(cl) == {"supervised", "visual_location"}
     _, sar = miso_loss(
         MisoOutput(logits, {"sar": emb["optical"], "covariates": emb["covariates"]}),
         labels,

@@ -168,3 +168,33 @@ def test_shifted_window_keeps_windows_apart_and_is_translation_consistent():
         a, b = block.attn(x), block.attn(y)
     assert torch.allclose(a[:, :, 0], b[:, :, 0], atol=1e-6)
     assert not torch.allclose(a[:, :, -1], b[:, :, -1])
+
+
+def test_numeric_parity_with_torchvision_swin_v2_b():
+    """Same weights, same input: each stage equals torchvision's swin_v2_b to <= 1e-4.
+
+    PyPI's torchvision does not import beside the CPU torch wheel of the development machines
+    ("operator torchvision::nms does not exist"); it does beside CUDA torch (the GPU machine).
+    """
+    try:
+        from torchvision.models import swin_v2_b
+    except Exception as err:  # noqa: BLE001 - any import failure means "not here"
+        pytest.skip(f"torchvision does not import beside this torch build: {err}")
+    torch.manual_seed(0)
+    tv = swin_v2_b().eval()
+    enc = SwinV2Encoder(3).eval()
+    report = load_swin_v2_state_dict(enc, tv.state_dict())
+    assert not report.reinitialised and not report.missing
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        ours = enc(x)
+        h = x
+        theirs = []
+        for i, layer in enumerate(tv.features):
+            h = layer(h)
+            if i % 2 == 1:  # stages 1, 3, 5, 7 (channels last in torchvision)
+                theirs.append(h.permute(0, 3, 1, 2))
+    assert len(ours) == len(theirs) == 4
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert a.shape == b.shape, i
+        assert float((a - b).abs().max()) <= 1e-4, f"stage {i}: {float((a - b).abs().max())}"

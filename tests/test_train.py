@@ -99,14 +99,16 @@ def test_training_learns_and_describes_itself(scene, trained):
     assert spec.classes == ("absent", "present")
     assert spec.modalities == (("optical", ("B04", "B08")), ("covariates", ("elevation", "slope")))
     assert (spec.window, spec.stride, spec.resolution, spec.crs) == (16, 8, RES, "EPSG:3338")
-    assert spec.location is True
+    # the paper: location regularises through the contrastive loss, never in the prediction
+    assert spec.location is False and trained.training["location"] == "contrastive"
     # normalisation: nan-aware band statistics of the training crops (elevation ~ 300 +- 50)
     cov = spec.stats["covariates"]
     assert 250 < cov.mean[0] < 350 and 10 < cov.std[0] < 80
     tr = trained.training
     assert tr["n_points"] + tr["n_validation"] == len(obs)
     assert sum(tr["class_counts"].values()) == tr["n_points"]
-    assert tr["n_unlabelled_tiles"] > 0 and tr["queries_per_crop"] == 1 + 10 + 36
+    assert tr["n_unlabelled_tiles"] > 0 and tr["queries_per_crop"] == 51
+    assert tr["validation"].startswith("spatial clusters") and tr["chosen_on"] == "val_loss"
     assert 1 <= tr["best_epoch"] <= 8 and tr["seed"] == 1 and tr["seconds"] > 0
     # clumped points: other observations inside a crop label some random queries
     assert hist[0]["labelled_queries_per_crop"] > 1.5

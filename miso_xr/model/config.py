@@ -44,8 +44,11 @@ class MisoConfig:
     liif_activation
         The LIIF MLPs' activation: ``"relu"`` (the reference) or ``"gelu"``.
     location_min_wavelength, location_max_wavelength, location_scales
-        Space2Vec "gridcell" sinusoids: smallest and largest wavelength in metres (projected
-        CRS units) and how many geometric scales lie between them.
+        Space2Vec "gridcell" sinusoids over coordinates taken relative to the centre of the
+        training region: smallest and largest wavelength in metres (projected CRS units) and how
+        many geometric scales lie between them. The shortest is km-scale as in the reference
+        (its 0.0005 minimum radius over Alaska's normalised extent is a ~5.8 km wavelength), so
+        the location branch cannot memorise single field points.
     location_layers
         Residual fully connected blocks after the sinusoids.
     fusion_hidden
@@ -53,14 +56,16 @@ class MisoConfig:
     dropout
         Dropout in the fusion and location MLPs (also what MC-dropout samples).
     temperature, contrastive_weight
-        InfoNCE temperature and the weight of the contrastive terms in the total loss.
+        InfoNCE temperature and the weight of each contrastive pair's (two-way, summed) loss in
+        the total loss (paper: 0.1 and 0.1).
     crop, batch_size, lr, weight_decay, epochs, warmup_epochs, grad_clip
         Training defaults: crop side in pixels (also the default prediction window), batch size,
         AdamW learning rate and weight decay, epochs, linear warm-up epochs before the cosine
         decay, gradient-norm clip.
-    query_random, query_grid
-        Query points per crop besides the labelled centre: random points and a ``g x g`` grid
-        (paper: 10 and 6, so 1 + 10 + 36 = 47 points per crop; "51" in the brief does not add up).
+    query_fillers, query_random, query_grid
+        Query points per crop besides the labelled point: label slots filled with other
+        observations inside the crop (else random points), random points and a ``g x g`` grid
+        spanning the crop edge to edge (paper: 4, 10 and 6, so 1 + 4 + 10 + 36 = 51 per crop).
 
     Examples
     --------
@@ -88,13 +93,13 @@ class MisoConfig:
     fusion_hidden: int = 128
     dropout: float = 0.1
     # location encoder
-    location_min_wavelength: float = 20.0
+    location_min_wavelength: float = 5_000.0
     location_max_wavelength: float = 4_000_000.0
     location_scales: int = 16
     location_layers: int = 2
     # losses
     temperature: float = 0.1
-    contrastive_weight: float = 1.0
+    contrastive_weight: float = 0.1
     # training defaults
     crop: int = 64
     batch_size: int = 32
@@ -103,6 +108,7 @@ class MisoConfig:
     epochs: int = 40
     warmup_epochs: int = 1
     grad_clip: float = 1.0
+    query_fillers: int = 4
     query_random: int = 10
     query_grid: int = 6
 
@@ -132,6 +138,11 @@ class MisoConfig:
             problems.append(
                 "location wavelengths must satisfy 0 < min < max, got "
                 f"{self.location_min_wavelength} and {self.location_max_wavelength}"
+            )
+        if min(self.query_fillers, self.query_random, self.query_grid) < 0:
+            problems.append(
+                "query_fillers, query_random and query_grid must be >= 0, got "
+                f"{self.query_fillers}, {self.query_random}, {self.query_grid}"
             )
         if self.location_scales < 1:
             problems.append(f"location_scales must be >= 1, got {self.location_scales}")
@@ -194,8 +205,8 @@ class MisoConfig:
 
     @property
     def queries_per_crop(self) -> int:
-        """Labelled centre + random points + grid points."""
-        return 1 + self.query_random + self.query_grid**2
+        """Labelled point + filler slots + random points + grid points (paper: 51)."""
+        return 1 + self.query_fillers + self.query_random + self.query_grid**2
 
     @classmethod
     def named(cls, name: str) -> MisoConfig:

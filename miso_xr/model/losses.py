@@ -1,4 +1,5 @@
-"""MISO's losses: supervised over labelled query points, symmetric InfoNCE over all query points.
+"""MISO's losses: supervised over labelled query points, symmetric InfoNCE over all query points
+(negatives from other crops at the same query slot).
 
 Labels are integer class indices per query point with ``-1`` for "unlabelled": such points (the
 random and grid queries of a crop, and every point of an unlabelled tile) feed only the
@@ -16,22 +17,27 @@ from torch import Tensor
 
 from ..exceptions import InputError
 
-__all__ = ["UNLABELLED", "info_nce", "miso_loss", "supervised_loss"]
+__all__ = ["UNLABELLED", "contrastive_losses", "info_nce", "miso_loss", "supervised_loss"]
 
 UNLABELLED = -1
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
-    """Symmetric InfoNCE between paired rows of ``a`` and ``b``: row ``i`` of each is a positive
-    pair, every other row of the other set a negative.
+    """Symmetric InfoNCE between paired embeddings, negatives from other crops per query slot.
 
-    Rows are L2-normalised; logits are cosine similarities over ``temperature``; the loss is the
-    mean of cross-entropy a->b and b->a (CLIP's form).
+    For ``(B, Q, D)`` inputs (B crops, Q query slots), slot ``q`` of crop ``i`` in ``a`` is paired
+    with slot ``q`` of crop ``i`` in ``b``; the negatives are slot ``q`` of the *other* crops,
+    never other points of the same crop (neighbours a few pixels apart are not negatives). This
+    is the reference MISO's contrastive loss. A ``(N, D)`` input is one slot over N rows.
+
+    Rows are L2-normalised; logits are cosine similarities over ``temperature``; the loss is
+    cross-entropy a->b **plus** b->a, each averaged over crops and slots (the reference sums the
+    two directions). With one crop there are no negatives and the loss is 0.
 
     Parameters
     ----------
     a, b
-        (N, D) embeddings, or (..., D) flattened to (N, D).
+        (B, Q, D) or (N, D) embeddings of the same shape.
     temperature
         Softmax temperature (MISO: 0.1).
 
@@ -39,20 +45,25 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
     --------
     >>> x = torch.eye(3)
     >>> round(float(info_nce(x, x, temperature=0.1)), 6)  # near-perfect alignment
-    9.1e-05
+    0.000182
     """
-    if a.shape != b.shape or a.ndim < 2:
+    if a.shape != b.shape or a.ndim not in (2, 3):
         raise InputError(
-            f"info_nce needs two embedding sets of the same shape (N, D); got {tuple(a.shape)} "
-            f"and {tuple(b.shape)}"
+            "info_nce needs two embedding sets of the same shape, (crops, slots, D) or (N, D); "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
     if temperature <= 0:
         raise InputError(f"temperature must be > 0, got {temperature}")
-    a = F.normalize(a.reshape(-1, a.shape[-1]).float(), dim=-1)
-    b = F.normalize(b.reshape(-1, b.shape[-1]).float(), dim=-1)
-    logits = a @ b.T / temperature
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if a.ndim == 2:
+        a, b = a[:, None], b[:, None]
+    n = a.shape[0]
+    a = F.normalize(a.float(), dim=-1).transpose(0, 1)  # (Q, B, D)
+    b = F.normalize(b.float(), dim=-1).transpose(0, 1)
+    logits = a @ b.transpose(1, 2) / temperature  # (Q, B, B): crop i vs crop j at one slot
+    target = torch.arange(n, device=a.device).repeat(logits.shape[0])
+    flat = logits.reshape(-1, n)
+    flat_t = logits.transpose(1, 2).reshape(-1, n)
+    return F.cross_entropy(flat, target) + F.cross_entropy(flat_t, target)
 
 
 def supervised_loss(logits: Tensor, labels: Tensor, *, binary: bool) -> Tensor:
@@ -104,15 +115,20 @@ def miso_loss(
     labels: Tensor,
     *,
     binary: bool,
-    contrastive_weight: float = 1.0,
+    contrastive_weight: float = 0.1,
     temperature: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total MISO loss and its parts.
+    """Total MISO loss and its parts, as in the reference.
 
-    ``total = supervised + contrastive_weight * (satellite<->covariate + visual<->location)``,
-    each contrastive term a symmetric InfoNCE over all query points of the batch (unlabelled ones
-    included). A term whose branches the model lacks is left out ("satellite" is the optical
-    embedding, or SAR when there is no optical).
+    ``total = supervised + contrastive_weight * (satellite<->covariate + visual<->location)``.
+    Each contrastive term is :func:`info_nce` with negatives from the other crops of the batch
+    at the same query slot; unlabelled queries and unlabelled crops take part. The pairs:
+
+    - ``satellite_covariate``: the satellite embedding (optical, else SAR) and the covariate
+      embedding, when the model has both;
+    - ``visual_location``: the *fused* visual embedding (``embeddings["visual"]``, what the head
+      reads) and the location embedding, when the model has a location encoder. A
+      covariates-only model therefore still has a contrastive term.
 
     Parameters
     ----------
@@ -122,19 +138,19 @@ def miso_loss(
     labels
         (B, Q) class indices, ``-1`` unlabelled.
     binary, contrastive_weight, temperature
-        Task type, weight of the contrastive terms, InfoNCE temperature.
+        Task type, weight of each contrastive pair (paper: 0.1), InfoNCE temperature.
 
     Returns
     -------
     total, parts
         ``parts`` has ``"supervised"`` and, when present, ``"satellite_covariate"`` and
-        ``"visual_location"`` (all detached-free tensors; call ``.item()`` to log).
+        ``"visual_location"`` (call ``.item()`` to log).
 
     Examples
     --------
     >>> from miso_xr.model.miso import MisoOutput
-    >>> out = MisoOutput(torch.zeros(2, 3, 1), {"optical": torch.randn(2, 3, 4),
-    ...                                         "covariates": torch.randn(2, 3, 4)})
+    >>> emb = {m: torch.randn(2, 3, 4) for m in ("optical", "covariates", "visual")}
+    >>> out = MisoOutput(torch.zeros(2, 3, 1), emb)
     >>> total, parts = miso_loss(out, torch.tensor([[1, -1, -1], [0, -1, -1]]), binary=True)
     >>> sorted(parts)
     ['satellite_covariate', 'supervised']
@@ -142,13 +158,23 @@ def miso_loss(
     logits = output.logits
     emb: Mapping[str, Tensor] = output.embeddings
     parts = {"supervised": supervised_loss(logits, labels, binary=binary)}
-    satellite = emb.get("optical", emb.get("sar"))
-    if satellite is not None and "covariates" in emb:
-        parts["satellite_covariate"] = info_nce(satellite, emb["covariates"], temperature)
-    if "optical" in emb and "location" in emb:
-        parts["visual_location"] = info_nce(emb["optical"], emb["location"], temperature)
+    parts.update(contrastive_losses(emb, temperature=temperature))
     total = parts["supervised"]
     for name, value in parts.items():
         if name != "supervised":
             total = total + contrastive_weight * value
     return total, parts
+
+
+def contrastive_losses(emb: Mapping[str, Tensor], *, temperature: float = 0.1) -> dict[str, Tensor]:
+    """The contrastive pairs of :func:`miso_loss` that the embeddings allow (no labels needed).
+
+    Self-supervised pretraining uses these alone.
+    """
+    parts: dict[str, Tensor] = {}
+    satellite = emb.get("optical", emb.get("sar"))
+    if satellite is not None and "covariates" in emb:
+        parts["satellite_covariate"] = info_nce(satellite, emb["covariates"], temperature)
+    if "visual" in emb and "location" in emb:
+        parts["visual_location"] = info_nce(emb["visual"], emb["location"], temperature)
+    return parts

@@ -4,15 +4,15 @@ Network (one instance per configuration of modalities, never a fork of the code)
 
     image modality m (optical / covariates / sar / any) --SwinV2Encoder_m--> 4 stage maps
         --MultiScaleLIIF_m at the query points--> (B, Q, D) --MLP + LayerNorm--> e_m
-    fused = sum_m e_m --fusion MLP (dropout)--> head --> logits_visual      (B, Q, K)
-    location (x, y metres) --LocationEncoder--> e_loc --location_head--> logits_location
-    logits = logits_visual + logits_location
+    visual = MLP + LayerNorm (sum_m e_m) --head MLP--> logits            (B, Q, K)
+    location (x, y metres from the region centre) --LocationEncoder--> e_loc
 
-The location branch is a separate expert: its logits are *added* to the image logits (a product
-of experts in probability space, i.e. the location acts as a learned spatial prior that the images
-correct). It is not summed into ``fused``, so the visual <-> location InfoNCE compares two
-independent views of a point. The embeddings returned for the contrastive losses are the ``e_m``
-and ``e_loc``.
+As in the paper, location never enters the prediction: ``e_loc`` exists only for the fused
+visual <-> location InfoNCE, which regularises the visual embedding to vary smoothly in space.
+The ``location_prior=True`` option (a departure from the paper, off by default) adds a location
+head's logits to the visual logits, a learned spatial prior that can memorise field points; the
+map then changes when the same pixels are moved. The embeddings returned for the contrastive
+losses are the ``e_m``, ``visual`` and ``e_loc``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..exceptions import CheckpointError, IncompatibleCubeError, InputError, MissingBandError
 from ..spec import ModelSpec
 from .config import MisoConfig
+from .inputs import InputEncoding, Preparation
 from .liif import MultiScaleLIIF, pixel_centres
 from .location import LocationEncoder
 from .swin import SwinV2Encoder
@@ -62,26 +63,29 @@ def _mlp_norm(width: int) -> nn.Sequential:
 
 
 class MisoNet(nn.Module):
-    """MISO: per-modality Swin v2 + LIIF embeddings, fused, plus a location expert.
+    """MISO: per-modality Swin v2 + LIIF embeddings, fused; a location encoder for contrast.
 
     Parameters
     ----------
     config
         A :class:`MisoConfig` (or its name, ``"tiny"``/``"base"``).
     bands
-        Image modality -> number of bands, in the order the model reads them
+        Image modality -> number of input channels, in the order the model reads them
         (``{"optical": 9, "covariates": 6}``; ``{"covariates": 6}`` alone is a valid model).
     num_outputs
         1 for a binary task (one logit, BCE), K for K classes (CE).
     location
-        Whether to build the location branch.
+        Whether to build the location encoder (for the visual <-> location contrastive loss).
+    location_prior
+        Also add location logits to the prediction (a departure from the paper; needs
+        ``location``).
 
     Examples
     --------
-    >>> net = MisoNet("tiny", {"covariates": 6}, num_outputs=1, location=False)
-    >>> out = net({"covariates": torch.zeros(2, 6, 64, 64)}, torch.zeros(2, 5, 2), None)
+    >>> net = MisoNet("micro", {"covariates": 6}, num_outputs=1, location=False)
+    >>> out = net({"covariates": torch.zeros(2, 6, 32, 32)}, torch.zeros(2, 5, 2), None)
     >>> tuple(out.logits.shape), sorted(out.embeddings)
-    ((2, 5, 1), ['covariates'])
+    ((2, 5, 1), ['covariates', 'visual'])
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class MisoNet(nn.Module):
         bands: Mapping[str, int],
         num_outputs: int,
         location: bool = True,
+        location_prior: bool = False,
     ) -> None:
         super().__init__()
         config = MisoConfig.named(config) if isinstance(config, str) else config
@@ -98,18 +103,22 @@ class MisoNet(nn.Module):
                 "MisoNet needs at least one image modality, e.g. bands={'covariates': 6}"
             )
         for name, n in bands.items():
-            if not name.isidentifier() or name == "location":
+            if not name.isidentifier() or name in ("location", "visual"):
                 raise InputError(
-                    f"modality name {name!r} must be a Python identifier other than 'location'"
+                    f"modality name {name!r} must be a Python identifier other than 'location' "
+                    "and 'visual'"
                 )
             if int(n) < 1:
                 raise InputError(f"modality {name!r} has {n} bands; it needs at least 1")
         if int(num_outputs) < 1:
             raise InputError(f"num_outputs must be >= 1 (1 for binary), got {num_outputs}")
+        if location_prior and not location:
+            raise InputError("location_prior=True needs the location encoder (location=True)")
         self.config = config
         self.bands = {str(k): int(v) for k, v in bands.items()}
         self.num_outputs = int(num_outputs)
         self.has_location = bool(location)
+        self.location_prior = bool(location_prior)
         c = config
         strides = tuple(c.patch_size * 2**i for i in range(len(c.depths)))
         self.encoders = nn.ModuleDict(
@@ -141,10 +150,17 @@ class MisoNet(nn.Module):
             }
         )
         self.project = nn.ModuleDict({m: _mlp_norm(c.width) for m in self.bands})
-        self.fusion = nn.Sequential(
-            nn.Linear(c.width, c.fusion_hidden), nn.GELU(), nn.Dropout(c.dropout)
+        self.visual = _mlp_norm(c.width)
+        half = max(1, c.fusion_hidden // 2)
+        # the reference's output head: D -> D -> D/2 -> K with GELUs (dropout for MC-dropout)
+        self.head = nn.Sequential(
+            nn.Linear(c.width, c.fusion_hidden),
+            nn.GELU(),
+            nn.Dropout(c.dropout),
+            nn.Linear(c.fusion_hidden, half),
+            nn.GELU(),
+            nn.Linear(half, self.num_outputs),
         )
-        self.head = nn.Linear(c.fusion_hidden, self.num_outputs)
         if self.has_location:
             self.location = LocationEncoder(
                 c.width,
@@ -154,6 +170,7 @@ class MisoNet(nn.Module):
                 layers=c.location_layers,
                 dropout=c.dropout,
             )
+        if self.location_prior:
             self.location_head = nn.Sequential(
                 nn.Dropout(c.dropout), nn.Linear(c.width, self.num_outputs)
             )
@@ -189,6 +206,8 @@ class MisoNet(nn.Module):
 
         ``query=None`` decodes every pixel of the encoded images, row-major (Q = H * W), through
         LIIF's dense path: the same values as the pixel centres' queries, for much less work.
+        ``location`` (B, Q, 2), metres from the region centre, is needed with the location prior;
+        otherwise it only adds the ``"location"`` embedding (training) and may be None.
         """
         if query is None:
             f = next(iter(features.values()))[0]
@@ -211,17 +230,20 @@ class MisoNet(nn.Module):
             )
             emb[m] = e
             fused = e if fused is None else fused + e
-        logits = self.head(self.fusion(fused))
-        if self.has_location:
+        visual = self.visual(fused)
+        emb["visual"] = visual
+        logits = self.head(visual)
+        if self.has_location and (location is not None or self.location_prior):
             if location is None or tuple(location.shape) != qshape:
                 raise InputError(
-                    f"this model has a location branch; location must be projected x/y in metres "
+                    "this model has a location prior; location must be projected x/y in metres "
                     f"with the query's shape {qshape}, got "
                     f"{None if location is None else tuple(location.shape)}"
                 )
             e_loc = self.location(location)
             emb["location"] = e_loc
-            logits = logits + self.location_head(e_loc)
+            if self.location_prior:
+                logits = logits + self.location_head(e_loc)
         return MisoOutput(logits=logits, embeddings=emb)
 
     def forward(
@@ -265,6 +287,26 @@ class _no_init:  # noqa: N801 - used like a function: `with _no_init():`
             setattr(nn.init, name, fn)
 
 
+def _input_widths(spec: ModelSpec, encoding: InputEncoding) -> dict[str, int]:
+    """Network input channels per modality: raw bands after circular/categorical expansion."""
+    return {m: len(encoding.features(m, b)) for m, b in spec.modalities}
+
+
+def _region_origin(spec: ModelSpec) -> tuple[float, float]:
+    """The training region's centre (``spec.extra["location_origin"]``), else (0, 0).
+
+    Location features are taken relative to it, so moving a whole scene moves nothing.
+    """
+    text = dict(spec.extra).get("location_origin")
+    if not text:
+        return (0.0, 0.0)
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError as err:
+        raise InputError(f"spec location_origin {text!r} is not 'x,y'") from err
+    return (x, y)
+
+
 def _num_outputs(classes: tuple[str, ...]) -> int:
     if len(classes) < 2:
         raise InputError(f"a model needs at least 2 classes, got {list(classes)}")
@@ -280,7 +322,9 @@ class MisoModel:
         The :class:`MisoNet`.
     spec
         :class:`~miso_xr.spec.ModelSpec` with ``kind="miso"``: classes, modalities and bands,
-        normalisation, window, resolution, CRS, location.
+        normalisation (per input feature, required for every modality), window, resolution,
+        CRS, ``location`` (True: the prediction uses the location prior, a departure from the
+        paper), input encoding and region centre in ``extra``.
     config
         The :class:`MisoConfig` the net was built with.
     training
@@ -288,10 +332,11 @@ class MisoModel:
 
     Examples
     --------
-    >>> from miso_xr.spec import ModelSpec
+    >>> from miso_xr.spec import ModelSpec, Normalisation
     >>> spec = ModelSpec(kind="miso", task="permafrost", classes=("absent", "present"),
     ...                  modalities=(("covariates", ("elevation", "slope")),), window=64,
-    ...                  stride=32, resolution=10.0, crs="EPSG:3338", location=True)
+    ...                  stride=32, resolution=10.0, crs="EPSG:3338",
+    ...                  normalisation=(("covariates", Normalisation((0.0, 0.0), (1.0, 1.0))),))
     >>> model = MisoModel.create(spec, "tiny", seed=0)
     >>> x = 1000.0 + 10 * np.arange(64); y = 2000.0 - 10 * np.arange(64)
     >>> p = model.predict_windows({"covariates": np.zeros((1, 2, 64, 64), "float32")},
@@ -311,20 +356,23 @@ class MisoModel:
     ) -> None:
         if spec.kind != "miso":
             raise InputError(f"spec.kind is {spec.kind!r}; a MisoModel needs kind='miso'")
-        want = {m: len(b) for m, b in spec.modalities}
+        self._prepare = Preparation(spec)  # checks normalisation: one statistic per feature
+        self.encoding = self._prepare.encoding
+        want = self._prepare.widths()
         if want != net.bands:
             raise InputError(
-                f"spec modalities {want} (bands per modality) differ from the network's {net.bands}"
+                f"spec modalities {want} (input features per modality) differ from the network's "
+                f"{net.bands}"
             )
         if _num_outputs(spec.classes) != net.num_outputs:
             raise InputError(
                 f"spec has {len(spec.classes)} classes; the network has {net.num_outputs} outputs "
                 "(binary tasks need 1, K classes need K)"
             )
-        if spec.location != net.has_location:
+        if spec.location != net.location_prior:
             raise InputError(
                 f"spec.location={spec.location} but the network "
-                f"{'has' if net.has_location else 'has no'} location branch"
+                f"{'has' if net.location_prior else 'has no'} location prior"
             )
         self.net = net.eval()
         self.spec = spec
@@ -333,7 +381,7 @@ class MisoModel:
         self.sha256: str | None = None
         self.source: str | None = None
         self.device = torch.device("cpu")
-        self._stats = self._normalisation()
+        self.origin = _region_origin(spec)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -347,34 +395,18 @@ class MisoModel:
     ) -> MisoModel:
         """A freshly initialised model for ``spec`` (``seed`` makes the weights reproducible)."""
         config = MisoConfig.named(config) if isinstance(config, str) else config
-        bands = {m: len(b) for m, b in spec.modalities}
-        if seed is not None:
-            with torch.random.fork_rng(devices=[]):
+        bands = _input_widths(spec, InputEncoding.from_extra(spec.extra))
+        k = _num_outputs(spec.classes)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
                 torch.manual_seed(seed)
-                net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
-        else:
-            net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+            net = MisoNet(config, bands, k, location=True, location_prior=spec.location)
         return cls(net, spec, config, training)
 
-    def _normalisation(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        stats = self.spec.stats
-        out = {}
-        for m, bands in self.spec.modalities:
-            if m in stats:
-                mean = np.asarray(stats[m].mean, dtype=np.float32)
-                std = np.asarray(stats[m].std, dtype=np.float32)
-                if mean.shape != (len(bands),) or std.shape != (len(bands),):
-                    raise InputError(
-                        f"normalisation of {m!r} has {mean.size} means and {std.size} stds; "
-                        f"it needs one per band ({len(bands)})"
-                    )
-                # a constant band has std 0: divide by 1 rather than by zero
-                std = np.where(np.isfinite(std) & (std > 0), std, 1.0).astype(np.float32)
-            else:
-                mean = np.zeros(len(bands), np.float32)
-                std = np.ones(len(bands), np.float32)
-            out[m] = (mean[:, None, None], std[:, None, None])
-        return out
+    def prepare(self, modality: str, values: np.ndarray) -> np.ndarray:
+        """Raw cube values ``(N, C, H, W)`` in spec band order -> normalised network input
+        (circular/categorical bands expanded, NaN -> 0, the feature mean)."""
+        return self._prepare(modality, values)
 
     # -- checkpoint -----------------------------------------------------------------------------
     def state_tensors(self) -> dict[str, np.ndarray]:
@@ -392,6 +424,7 @@ class MisoModel:
                 "bands": dict(self.net.bands),
                 "num_outputs": self.net.num_outputs,
                 "location": self.net.has_location,
+                "location_prior": self.net.location_prior,
             },
         }
 
@@ -420,13 +453,20 @@ class MisoModel:
         except InputError as err:
             raise CheckpointError(f"checkpoint config is not a MisoConfig: {err}") from err
         spec = info.spec
-        bands = {m: len(b) for m, b in spec.modalities}
-        if net_info is not None and dict(net_info.get("bands", bands)) != bands:
+        try:
+            bands = _input_widths(spec, InputEncoding.from_extra(spec.extra))
+        except InputError as err:
+            raise CheckpointError(f"checkpoint spec is inconsistent: {err}") from err
+        net_info = dict(net_info or {})
+        if dict(net_info.get("bands", bands)) != bands:
             raise CheckpointError(
                 f"checkpoint network bands {net_info.get('bands')} differ from its spec's {bands}"
             )
+        # checkpoints before the location prior became optional had it whenever they had location
+        has_location = bool(net_info.get("location", spec.location))
+        prior = bool(net_info.get("location_prior", spec.location))
         with _no_init():  # every parameter is overwritten below
-            net = MisoNet(config, bands, _num_outputs(spec.classes), spec.location)
+            net = MisoNet(config, bands, _num_outputs(spec.classes), has_location, prior)
         want = net.state_dict()
         missing = sorted(set(want) - set(tensors))
         unexpected = sorted(set(tensors) - set(want))
@@ -567,18 +607,15 @@ class MisoModel:
         try:
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                images = {}
-                for m, _ in self.spec.modalities:
-                    mean, std = self._stats[m]
-                    a = (np.asarray(inputs[m][start:stop], np.float32) - mean) / std
-                    images[m] = torch.from_numpy(
-                        np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-                    ).to(dev)
+                images = {
+                    m: torch.from_numpy(self.prepare(m, inputs[m][start:stop])).to(dev)
+                    for m, _ in self.spec.modalities
+                }
                 b = stop - start
                 loc = None
-                if self.net.has_location:
-                    gx = np.broadcast_to(x[start:stop, None, :], (b, w, w))
-                    gy = np.broadcast_to(y[start:stop, :, None], (b, w, w))
+                if self.net.location_prior:
+                    gx = np.broadcast_to(x[start:stop, None, :] - self.origin[0], (b, w, w))
+                    gy = np.broadcast_to(y[start:stop, :, None] - self.origin[1], (b, w, w))
                     loc = torch.from_numpy(np.stack([gx, gy], -1).reshape(b, w * w, 2)).to(dev)
                 chunk = max(1, max_points // b)
                 prob = torch.zeros((b, w * w, k), dtype=torch.float32, device=dev)

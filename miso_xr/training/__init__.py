@@ -11,14 +11,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Crops", "extract_crops", "predict_points", "train", "validation_split"]
+__all__ = ["Crops", "extract_crops", "predict_points", "pretrain", "train", "validation_split"]
 
 _LAZY = {
     "Crops": "miso_xr.training.crops",
     "extract_crops": "miso_xr.training.crops",
-    "predict_points": "miso_xr.training.loop",
+    "predict_points": "miso_xr.training.points",
+    "pretrain": "miso_xr.training.pretraining",
     "train": "miso_xr.training.loop",
-    "validation_split": "miso_xr.training.loop",
+    "validation_split": "miso_xr.training.setup",
 }
 
 

@@ -9,7 +9,7 @@ A ``margin`` adds pixels on every side so the training loop can shift the window
 labelled point is then not always at the crop centre) without reading the cube again. Pixels
 outside the grid are NaN, like any nodata.
 
-Nothing here imports torch: :func:`predict_points` imports it only when called.
+Nothing here imports torch (prediction at points lives in :mod:`miso_xr.training.points`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import xarray as xr
 from ..cube.grid import Grid, band_dim, require_bands, select_modalities
 from ..exceptions import InputError
 
-__all__ = ["Crops", "crop_origins", "extract_crops", "predict_points"]
+__all__ = ["Crops", "check_bands", "crop_origins", "extract_crops", "select_bands"]
 
 
 @dataclass
@@ -177,56 +177,12 @@ def extract_crops(
     return Crops(arrays, row0, col0, x0, y0, size, grid, bands)
 
 
-def predict_points(
-    model: Any,
-    cube: xr.Dataset,
-    x: np.ndarray | Sequence[float],
-    y: np.ndarray | Sequence[float],
-    *,
-    batch_size: int = 64,
-    device: str = "auto",
-) -> np.ndarray:
-    """Class probabilities ``(N, K)`` of a MISO model at points, from crops centred on them.
-
-    Each point is the centre query of a ``spec.window`` crop (one lazy read for all points), so
-    this costs one forward pass per point rather than a dense map.
-
-    Parameters
-    ----------
-    model
-        A :class:`~miso_xr.model.miso.MisoModel` (or anything with ``spec`` and
-        ``predict_windows``).
-    cube
-        A cube with the model's modalities and bands.
-    x, y
-        Point coordinates in the cube's CRS.
-    batch_size, device
-        Crops per forward pass; ``"auto"`` picks CUDA when present, else CPU.
-
-    Examples
-    --------
-    >>> p = predict_points(model, cube, obs["x"], obs["y"])  # doctest: +SKIP
-    >>> p.shape  # (len(obs), len(model.spec.classes))  # doctest: +SKIP
-    """
-    from .loop import _predict_crops
-
-    spec = model.spec
-    mods = [m for m, _ in spec.modalities]
-    check_bands(cube, spec.bands)
-    crops = extract_crops(cube, x, y, window=spec.window, modalities=mods)
-    crops = _select_bands(crops, spec.bands)
-    centre = spec.window // 2
-    n = len(crops)
-    qr = np.full((n, 1), centre, dtype="int64")
-    return _predict_crops(model, crops, qr, qr.copy(), batch_size=batch_size, device=device)
-
-
 def check_bands(cube: xr.Dataset, bands: dict[str, tuple[str, ...]]) -> None:
     """Raise :class:`MissingBandError` naming the first modality or band the cube lacks."""
     require_bands(cube, bands, needed_by="the model")
 
 
-def _select_bands(crops: Crops, bands: dict[str, tuple[str, ...]]) -> Crops:
+def select_bands(crops: Crops, bands: dict[str, tuple[str, ...]]) -> Crops:
     """Reorder each modality's bands to the model's order."""
     arrays = {}
     for m, want in bands.items():
