@@ -47,7 +47,7 @@ def bench_config(config: str, work: Path, url_root: str, repeat: int) -> dict[st
     from miso_xr import hub
     from miso_xr.checkpoint import load_checkpoint, sha256_file
     from miso_xr.model.miso import MisoModel
-    from miso_xr.spec import ModelSpec
+    from miso_xr.spec import ModelSpec, Normalisation
 
     spec = ModelSpec(
         kind="miso",
@@ -58,7 +58,10 @@ def bench_config(config: str, work: Path, url_root: str, repeat: int) -> dict[st
         stride=32,
         resolution=10.0,
         crs="EPSG:3338",
-        location=True,
+        normalisation=(
+            ("covariates", Normalisation((0.0,) * len(COVARIATES), (1.0,) * len(COVARIATES))),
+            ("optical", Normalisation((0.0,) * len(OPTICAL), (1.0,) * len(OPTICAL))),
+        ),
     )
     ckpt = work / f"{config}.safetensors"
     model = MisoModel.create(spec, config, seed=0)

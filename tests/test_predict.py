@@ -17,7 +17,7 @@ from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import IncompatibleCubeError, InputError, MissingBandError
 from miso_xr.infer.predict import check_cube, predict
 from miso_xr.infer.windows import window_weights
-from miso_xr.spec import ModelSpec
+from miso_xr.spec import ModelSpec, Normalisation
 
 # these tests cut chunks thinner than the halo on purpose; test_chunks.py tests the warning
 THIN_CHUNKS = pytest.mark.filterwarnings("ignore::miso_xr.exceptions.RechunkWarning")
@@ -462,7 +462,11 @@ def _small_miso(spec_window=32):
     spec = toy_spec(
         window=spec_window, stride=spec_window // 2, classes=("absent", "present"), kind="miso"
     )
-    spec = ModelSpec(**{**spec.__dict__, "location": True})
+    identity = tuple(
+        (m, Normalisation((0.0,) * len(b), (1.0,) * len(b))) for m, b in spec.modalities
+    )
+    # the location prior (an option): these tests check that coordinates reach the model
+    spec = ModelSpec(**{**spec.__dict__, "location": True, "normalisation": identity})
     return MisoModel.create(spec, config, seed=0)
 
 

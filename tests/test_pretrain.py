@@ -129,7 +129,9 @@ def test_bad_settings_are_named(tmp_path):
     with pytest.raises(InputError, match="must end in .safetensors"):
         pretrain(cube, epochs=1, out=tmp_path / "bb.pt", **KW)
     with pytest.raises(InputError, match="no objective"):
-        pretrain(cube, epochs=1, location=False, view_weight=0, out=tmp_path / "x.safetensors", **KW)
+        pretrain(
+            cube, epochs=1, location=False, view_weight=0, out=tmp_path / "x.safetensors", **KW
+        )
     with pytest.raises(InputError, match="does not fit the cube"):
         pretrain(cube, epochs=1, out=tmp_path / "x.safetensors", **{**KW, "window": 96})
     assert sorted(p.name for p in tmp_path.iterdir()) == []
