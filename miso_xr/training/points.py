@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..cube.grid import Grid
 from ..exceptions import InputError
 from .batches import query_tensor
-from ..cube.grid import Grid
 from .crops import Crops, check_bands, extract_crops, select_bands
 from .features import points_xy
 
