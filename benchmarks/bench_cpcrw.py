@@ -371,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="train once with --lr/--no-location instead of choosing location x lr on validation",
     )
-    ap.add_argument("--min-wavelength", type=float, default=100.0, help="location encoder (m)")
+    ap.add_argument(
+        "--min-wavelength",
+        type=float,
+        default=None,
+        help="location encoder's shortest wavelength, m (default: the config's, km-scale)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 suits a busy box)")
     ap.add_argument("--quick", action="store_true", help="few points and epochs: a smoke run")
     args = ap.parse_args(argv)
@@ -395,14 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     from miso_xr.model.config import MisoConfig
 
     torch.set_num_threads(args.threads)
-    # the tiny architecture at 50 m: a 32-cell (1.6 km) window, location sinusoids from 100 m
-    # (two cells) to 100 km (the watershed is ~15 km across)
+    # the tiny architecture at 50 m: a 32-cell (1.6 km) window; location sinusoids from the
+    # config's km-scale shortest wavelength (the paper's) to 100 km (the watershed is ~15 km)
     config = MisoConfig.named("tiny").replace(
-        name="tiny_50m",
-        crop=args.window,
-        location_min_wavelength=args.min_wavelength,
-        location_max_wavelength=100_000.0,
+        name="tiny_50m", crop=args.window, location_max_wavelength=100_000.0
     )
+    if args.min_wavelength is not None:
+        config = config.replace(location_min_wavelength=args.min_wavelength)
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -434,9 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     # validation sites (whole sites held out of the training cells) and the lowest validation
     # loss wins; the test blocks are not looked at until the table
     if args.select:
-        candidates = [{"location": loc, "lr": lr} for loc in (True, False) for lr in (5e-4, 1e-4)]
+        candidates = [
+            {"location": loc, "lr": lr} for loc in ("contrastive", "off") for lr in (5e-4, 1e-4)
+        ]
     else:
-        candidates = [{"location": not args.no_location, "lr": args.lr or config.lr}]
+        loc = "off" if args.no_location else "contrastive"
+        candidates = [{"location": loc, "lr": args.lr or config.lr}]
     t = time.perf_counter()
     tried = []
     model = None
@@ -468,21 +475,36 @@ def main(argv: list[str] | None = None) -> int:
             model = m
     t_miso = time.perf_counter() - t
     t = time.perf_counter()
-    rf = miso_xr.RandomForestBaseline(
-        features=["covariates", "lonlat"], seed=args.seed, window=args.window
-    ).fit(cube, obs)
+    # the reference RF (its defaults: point-pixel features, no lon/lat, 253 trees, depth 16)
+    rf = miso_xr.RandomForestBaseline(seed=args.seed, window=args.window).fit(cube, obs)
     t_rf = time.perf_counter() - t
+    rf_xy = miso_xr.RandomForestBaseline(coordinates=True, seed=args.seed, window=args.window).fit(
+        cube, obs
+    )
+    # a plain scikit-learn forest on the same point features, without coordinates
+    from sklearn.ensemble import RandomForestClassifier
+
+    feats = arr.reshape(arr.shape[0], -1).T
+    rows, cols = grid.index(obs["x"].to_numpy(), obs["y"].to_numpy())
+    plain = RandomForestClassifier(random_state=args.seed, n_jobs=1).fit(
+        arr[:, rows, cols].T, obs["label"].cat.codes.to_numpy()
+    )
+    ok = np.isfinite(feats).all(axis=1)
+    p_plain = np.full(feats.shape[0], np.nan)
+    p_plain[ok] = plain.predict_proba(feats[ok])[:, list(plain.classes_).index(1)]
+    p_plain = p_plain.reshape(arr.shape[1:])
 
     t = time.perf_counter()
     p_miso, how = dense_probability(model, cube)
     p_rf, _ = dense_probability(rf, cube)
+    p_rf_xy, _ = dense_probability(rf_xy, cube)
     t_pred = time.perf_counter() - t
 
     results = {
-        f"MISO (tiny{', + location' if model.spec.location else ''})": scores(
-            truth[test], p_miso[test]
-        ),
-        "Random Forest": scores(truth[test], p_rf[test]),
+        f"MISO (tiny, location {model.training['location']})": scores(truth[test], p_miso[test]),
+        "Random Forest (reference: no lon/lat)": scores(truth[test], p_rf[test]),
+        "Random Forest + lon/lat (old default)": scores(truth[test], p_rf_xy[test]),
+        "plain scikit-learn RF, no coordinates": scores(truth[test], p_plain[test]),
         "Pastick et al. 2015": scores(truth[test], pastick[test]),
     }
     pastick_all = float((pastick[valid] == truth[valid]).mean())
@@ -505,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "bands": names,
         "window": args.window,
         "miso": {
-            "chosen": {"location": model.spec.location, "lr": tr["lr"]},
+            "chosen": {"location": tr["location"], "lr": tr["lr"]},
             "candidates": tried,
             "epochs_run": tr["epochs"],
             "best_epoch": tr["best_epoch"],

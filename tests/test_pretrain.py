@@ -31,7 +31,7 @@ def _cube(size: int = 96):
     return make_cube({"covariates": (cov, ["elevation", "slope"])}, g, chunks=48), g, elev
 
 
-def test_pretraining_a_single_modality_gives_a_backbone_that_train_uses(tmp_path):
+def test_pretraining_a_single_modality_gives_a_backbone_that_train_uses(tmp_path, monkeypatch):
     cube, g, elev = _cube()
     bb = pretrain(cube, epochs=2, seed=0, out=tmp_path / "bb.safetensors", **KW)
     assert bb.path.exists() and len(bb.sha256) == 64
@@ -62,6 +62,31 @@ def test_pretraining_a_single_modality_gives_a_backbone_that_train_uses(tmp_path
     assert tr["backbone_load"]["loaded"] > 20
     # the backbone's normalisation is the model's: the encoders learnt on those features
     assert model.spec.stats["covariates"] == info.spec.stats["covariates"]
+    # published to a directory hub as kind "backbone", it trains by name
+    from miso_xr.hub import publish
+
+    publish(
+        bb,
+        tmp_path / "hub",
+        name="test-backbone",
+        version="1",
+        licence="MIT",
+        description="pretrained in a test",
+        kind="backbone",
+    )
+    monkeypatch.setenv("MISO_XR_HUBS", str(tmp_path / "hub"))
+    monkeypatch.setenv("MISO_XR_CACHE", str(tmp_path / "cache"))
+    named = train(
+        cube,
+        obs,
+        config="micro",
+        window=32,
+        epochs=1,
+        progress=False,
+        batch_size=8,
+        backbone="test-backbone@1",
+    )
+    assert named.training["backbone"]["sha256"] == bb.sha256
     with pytest.raises(InputError, match="another architecture"):
         train(cube, obs, config="tiny", window=32, epochs=1, progress=False, backbone=bb)
 
