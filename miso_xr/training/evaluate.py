@@ -263,7 +263,7 @@ def _predict_points(
     """``(N, K)`` probabilities of a fitted model at observations.
 
     ``model.predict_points(cube, obs)`` when the model has it; a loaded MISO model (no such
-    method) queries the centre of a crop around each point (:func:`miso_xr.training.crops.predict_points`);
+    method) queries the centre of a crop around each point (:func:`miso_xr.training.points.predict_points`);
     anything else with the predictor protocol gets a ``spec.window`` crop centred on each point
     through ``predict_windows``, keeping the centre pixel (NaN where the cube has no value).
     """
@@ -289,7 +289,7 @@ def _predict_points(
     if getattr(spec, "kind", None) == "miso":
         # MISO queries the crop centre directly (one query per point, as in training) rather
         # than decoding a whole window
-        from .crops import predict_points
+        from .points import predict_points
 
         return np.asarray(predict_points(model, cube, x, y), dtype="float64")
     crops = extract_crops(cube, x, y, window=spec.window, modalities=mods)
