@@ -62,7 +62,7 @@ KINDS = {
 #: Kind -> ``"module:function"`` run on a loaded model: MISO's ``predict_points`` needs crops
 #: of a cube (xarray), which the model room does not know, so training gives it the method
 #: (as :func:`miso_xr.train` does), and both kinds answer ``model.predict_points(cube, obs)``.
-FINISH = {"miso": "miso_xr.training.loop:_attach_predict_points"}
+FINISH = {"miso": "miso_xr.training.points:attach_predict_points"}
 
 
 @dataclass(frozen=True)
