@@ -40,7 +40,6 @@ from ..spec import TASK_CLASSES, ModelSpec
 from .batches import LabelledPoints, QueryScheme, assemble, draw_unlabelled
 from .crops import extract_crops
 from .features import on_crs
-from .provenance import points_record
 from .points import (
     attach_predict_points,
     autocast,
@@ -48,6 +47,7 @@ from .points import (
     predict_crops,
     predict_points,
 )
+from .provenance import points_record
 from .setup import (
     band_stats,
     categorical_bands,
