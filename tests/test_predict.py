@@ -94,6 +94,14 @@ def toy_spec(window=16, stride=8, classes=("absent", "present", "unknown"), kind
     )
 
 
+def _with_identity_normalisation(spec):
+    """A MISO spec needs normalisation statistics for every modality (one per input feature)."""
+    identity = tuple(
+        (m, Normalisation((0.0,) * len(b), (1.0,) * len(b))) for m, b in spec.modalities
+    )
+    return ModelSpec(**{**spec.__dict__, "normalisation": identity})
+
+
 def toy_cube(height=300, width=220, chunks=128, seed=1, nan_patch=True, crs="EPSG:3338"):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -239,10 +247,10 @@ def test_auto_batch_size_follows_memory():
     from miso_xr.infer.batching import CPU_MAX_BATCH, auto_batch_size, window_bytes
     from miso_xr.model import MisoModel
 
-    tiny = MisoModel.create(toy_spec(kind="miso"), "tiny", seed=0)
+    tiny = MisoModel.create(_with_identity_normalisation(toy_spec(kind="miso")), "tiny", seed=0)
     # the per-window estimate grows with the window's area and the model's width
     assert window_bytes(tiny, 128) == pytest.approx(4 * window_bytes(tiny, 64), rel=0.01)
-    micro = MisoModel.create(toy_spec(kind="miso"), "micro", seed=0)
+    micro = MisoModel.create(_with_identity_normalisation(toy_spec(kind="miso")), "micro", seed=0)
     assert window_bytes(micro, 64) < window_bytes(tiny, 64)
     assert auto_batch_size(tiny, 64, "cpu") == CPU_MAX_BATCH  # a CPU batch is capped
     # a window bigger than the memory share runs one at a time
@@ -462,11 +470,8 @@ def _small_miso(spec_window=32):
     spec = toy_spec(
         window=spec_window, stride=spec_window // 2, classes=("absent", "present"), kind="miso"
     )
-    identity = tuple(
-        (m, Normalisation((0.0,) * len(b), (1.0,) * len(b))) for m, b in spec.modalities
-    )
     # the location prior (an option): these tests check that coordinates reach the model
-    spec = ModelSpec(**{**spec.__dict__, "location": True, "normalisation": identity})
+    spec = ModelSpec(**{**_with_identity_normalisation(spec).__dict__, "location": True})
     return MisoModel.create(spec, config, seed=0)
 
 

@@ -303,7 +303,7 @@ def train(
         vx, vy = vl["x"].to_numpy("float64"), vl["y"].to_numpy("float64")
         vcodes = vl["label"].cat.codes.to_numpy().astype("int64")
         val_index = list(vl.index)
-        validation = f"val_obs; {len(vl)} points"
+        validation = "val_obs"
     else:
         plan = plan_validation(
             lx,

@@ -89,9 +89,8 @@ def validation_split(
 
     Points closer than ``distance`` (chained, DBSCAN with ``min_samples=1``) share a cluster;
     clusters are drawn in a seeded random order into the validation set until it holds about
-    ``fraction`` of the points; a cluster holding more than twice that share is never taken (it
-    would leave too little to train on). So no validation point lies within ``distance`` of a
-    training point.
+    ``fraction`` of the points. So no validation point lies within ``distance`` of a training
+    point.
 
     Parameters
     ----------
@@ -140,8 +139,6 @@ def validation_split(
         # skip a cluster that would overshoot a lot, unless nothing is chosen yet
         if chosen and taken + sizes[k] > 1.5 * target:
             continue
-        if sizes[k] > 2 * target:
-            continue
         if taken + sizes[k] >= n:  # never leave training empty
             continue
         chosen.append(int(ids[k]))
@@ -177,11 +174,12 @@ def plan_validation(
 ) -> ValidationPlan:
     """A spatial validation set wherever one is possible, and a sentence that says what it is.
 
-    With ``distance`` given, that grouping only. Otherwise the crop extent ``preferred`` first
+    With ``distance`` given, that grouping only (any validation set it leaves). Otherwise the crop extent ``preferred`` first
     (no validation crop then overlaps a training crop); when it chains every point into one
-    cluster (dense field campaigns at coarse resolution), halve the distance down to two pixels
-    and take the first that leaves at least ``min_points`` validation points. With none, the
-    weights are chosen on the training loss, and the description says so.
+    cluster (dense field campaigns at coarse resolution) or leaves a validation set of more than
+    twice the wanted share, halve the distance down to two pixels and take the first that leaves
+    at least ``min_points`` validation points. With none, the weights are chosen on the training
+    loss, and the description says so.
 
     >>> plan = plan_validation(np.arange(40.0) * 30, np.zeros(40), fraction=0.2, distance=None,
     ...                        preferred=5000.0, resolution=10.0)
@@ -204,7 +202,10 @@ def plan_validation(
             d /= 2
     for d in candidates:
         tr, va = validation_split(x, y, fraction=fraction, distance=d, seed=seed)
-        if va.size >= min(min_points, max(1, n // 2)):
+        # a distance the user gave is used as it is; an automatic one must leave a useful set
+        too_big = distance is None and va.size > max(2 * fraction * n, min_points)
+        need = 1 if distance is not None else min(min_points, max(1, n // 2))
+        if va.size >= need and not too_big:
             if d == preferred or distance is not None:
                 how = f"spatial clusters at {d:.0f} m"
             else:
