@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import InputError, ObservationError
-from .provenance import _held_out, refit_factory
+from .provenance import _held_out
+from .refit import refit_factory
 
 __all__ = ["Report", "evaluate", "refit_factory", "score"]
 
