@@ -134,3 +134,21 @@ def test_ctrl_c_is_one_line_and_exit_130(files, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err == "miso-xr predict: interrupted; rerun the same command to resume\n"
     assert not out.exists()
+
+
+def test_pretrain_then_train_with_the_backbone(files, tmp_path, capsys):
+    """miso-xr pretrain writes a backbone; miso-xr train --backbone starts from it."""
+    from miso_xr.checkpoint import read_info
+
+    bb = tmp_path / "bb.safetensors"
+    args = ["pretrain", *_raster(files), "--config", "micro", "--epochs", "1", "--crops", "4"]
+    assert main([*args, "--out", str(bb), "--quiet"]) == 0
+    assert "train with --backbone" in capsys.readouterr().out
+    assert read_info(bb).kind == "backbone"
+    model = tmp_path / "perm.safetensors"
+    train = [
+        "train", *_raster(files), "--observations", str(files / "obs.csv"), "--label",
+        "permafrost", "--config", "micro", "--epochs", "1", "--backbone", str(bb), "--quiet",
+    ]  # fmt: skip
+    assert main([*train, "--out", str(model)]) == 0
+    assert read_info(model).training["backbone"]["source"] == str(bb)
