@@ -101,6 +101,10 @@ class InputEncoding:
                 parts.append(v)
         return np.concatenate(parts, axis=1).astype("float32", copy=False)
 
+    def widths(self, modalities: Iterable[tuple[str, Sequence[str]]]) -> dict[str, int]:
+        """Network input channels per modality, for ``((modality, bands), ...)``."""
+        return {m: len(self.features(m, b)) for m, b in modalities}
+
     def to_json(self) -> str:
         return json.dumps(
             {m: [[b, k, list(v)] for b, k, v in r] for m, r in sorted(self.rules.items())},
@@ -213,7 +217,7 @@ class Preparation:
 
     def widths(self) -> dict[str, int]:
         """Network input channels per modality."""
-        return {m: len(self.encoding.features(m, b)) for m, b in self.bands.items()}
+        return self.encoding.widths(self.bands.items())
 
     def __call__(self, modality: str, values: np.ndarray) -> np.ndarray:
         """``(N, C, H, W)`` raw values in spec band order -> normalised ``(N, F, H, W)`` float32

@@ -287,11 +287,6 @@ class _no_init:  # noqa: N801 - used like a function: `with _no_init():`
             setattr(nn.init, name, fn)
 
 
-def _input_widths(spec: ModelSpec, encoding: InputEncoding) -> dict[str, int]:
-    """Network input channels per modality: raw bands after circular/categorical expansion."""
-    return {m: len(encoding.features(m, b)) for m, b in spec.modalities}
-
-
 def _region_origin(spec: ModelSpec) -> tuple[float, float]:
     """The training region's centre (``spec.extra["location_origin"]``), else (0, 0).
 
@@ -395,7 +390,7 @@ class MisoModel:
     ) -> MisoModel:
         """A freshly initialised model for ``spec`` (``seed`` makes the weights reproducible)."""
         config = MisoConfig.named(config) if isinstance(config, str) else config
-        bands = _input_widths(spec, InputEncoding.from_extra(spec.extra))
+        bands = InputEncoding.from_extra(spec.extra).widths(spec.modalities)
         k = _num_outputs(spec.classes)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -454,7 +449,7 @@ class MisoModel:
             raise CheckpointError(f"checkpoint config is not a MisoConfig: {err}") from err
         spec = info.spec
         try:
-            bands = _input_widths(spec, InputEncoding.from_extra(spec.extra))
+            bands = InputEncoding.from_extra(spec.extra).widths(spec.modalities)
         except InputError as err:
             raise CheckpointError(f"checkpoint spec is inconsistent: {err}") from err
         net_info = dict(net_info or {})

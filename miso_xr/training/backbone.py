@@ -15,7 +15,6 @@ function (:func:`miso_xr.model.swin.load_swin_v2_state_dict`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,7 +149,7 @@ def resolve_backbone(backbone: Any, *, cfg: Any, modalities: Sequence[str]) -> P
         modalities=("optical",),
         normalisation={},
         sha256=sha256_file(path),
-        saw={"metadata": json.loads(json.dumps(meta))},
+        saw={"metadata": dict(meta)},
     )
 
 

@@ -53,8 +53,8 @@ from .setup import (
     categorical_bands,
     check_obs,
     plan_validation,
-    region_origin,
     resolve_task,
+    spec_extra,
     validation_split,
 )
 
@@ -559,7 +559,7 @@ def _build_spec(
     location: bool,
 ) -> tuple[ModelSpec, dict[str, Any]]:
     """The spec: input encoding (circular, one-hot) and per-feature normalisation."""
-    from ..model.inputs import EXTRA_KEY, describe, encoding_for
+    from ..model.inputs import describe, encoding_for
     from .setup import satlas_normalisation
 
     if pretrained is not None and pretrained.encoding is not None:
@@ -579,10 +579,6 @@ def _build_spec(
             stats[m] = satlas_normalisation(encoding.features(m, bands[m]))
         else:
             stats[m] = band_stats([encoding.apply(m, bands[m], a[m]) for a in arrays])
-    origin = region_origin(grid)
-    extra = [("location_origin", f"{origin[0]!r},{origin[1]!r}")]
-    if encoding.rules:
-        extra.append((EXTRA_KEY, encoding.to_json()))
     spec = ModelSpec(
         kind="miso",
         task=task,
@@ -595,7 +591,7 @@ def _build_spec(
         # sorted by name: the spec's JSON sorts keys, so this order survives a checkpoint
         normalisation=tuple((m, stats[m]) for m in sorted(mods)),
         location=bool(location),
-        extra=tuple(sorted(extra)),
+        extra=spec_extra(grid, encoding),
     )
     return spec, describe(encoding)
 

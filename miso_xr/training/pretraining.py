@@ -38,7 +38,7 @@ from ..exceptions import InputError
 from ..spec import ModelSpec
 from .batches import draw_unlabelled, location_xy, query_tensor
 from .points import autocast, pick_device
-from .setup import band_stats, categorical_bands, region_origin
+from .setup import band_stats, categorical_bands, spec_extra
 
 __all__ = ["Backbone", "pretrain"]
 
@@ -133,7 +133,7 @@ def pretrain(
     from tqdm.auto import tqdm
 
     from ..checkpoint import read_checkpoint, sha256_file, write_checkpoint
-    from ..model.inputs import EXTRA_KEY, Preparation, encoding_for
+    from ..model.inputs import Preparation, encoding_for
     from ..model.losses import contrastive_losses, info_nce
     from ..model.miso import MisoNet
     from .loop import _check_window, _resolve_config
@@ -208,10 +208,6 @@ def pretrain(
         samples={m: [first.arrays[m]] for m in mods},
     )
     stats = {m: band_stats([encoding.apply(m, bands[m], first.arrays[m])]) for m in mods}
-    origin = region_origin(grid)
-    extra = [("location_origin", f"{origin[0]!r},{origin[1]!r}")]
-    if encoding.rules:
-        extra.append((EXTRA_KEY, encoding.to_json()))
     spec = ModelSpec(
         kind="backbone",
         task="pretrain",
@@ -223,7 +219,7 @@ def pretrain(
         crs=grid.crs,
         normalisation=tuple((m, stats[m]) for m in sorted(mods)),
         location=False,
-        extra=tuple(sorted(extra)),
+        extra=spec_extra(grid, encoding),
     )
     prepare = Preparation(spec)
     widths = prepare.widths()

@@ -274,6 +274,17 @@ def categorical_bands(cube: Any, modalities: Sequence[str]) -> dict[str, tuple[s
     return out
 
 
+def spec_extra(grid: Grid, encoding: Any) -> tuple[tuple[str, str], ...]:
+    """``ModelSpec.extra`` of a run: the region centre and, when any, the input encoding."""
+    from ..model.inputs import EXTRA_KEY
+
+    origin = region_origin(grid)
+    extra = [("location_origin", f"{origin[0]!r},{origin[1]!r}")]
+    if encoding.rules:
+        extra.append((EXTRA_KEY, encoding.to_json()))
+    return tuple(sorted(extra))
+
+
 def region_origin(grid: Grid) -> tuple[float, float]:
     """Centre of the cube's bounds: location features are taken relative to it."""
     return (
