@@ -120,6 +120,8 @@ def test_multiscale_liif_default_cell_is_one_image_pixel():
         ((3, 2), (9, 6), "gelu"),
         ((2, 5), (64, 160), "relu"),
         ((4, 3), (4, 3), "relu"),
+        ((1, 4), (8, 20), "relu"),  # one cell on an axis: only one neighbour exists there
+        ((2, 2), (14, 6), "gelu"),  # odd strides: the middle phase sits on the cell centre
     ],
 )
 def test_liif_dense_equals_the_query_path(cells, pixels, activation):

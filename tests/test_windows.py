@@ -136,6 +136,27 @@ def test_the_default_hann_weight_cross_fades_over_the_whole_stride():
     assert np.abs(np.diff(g)).max() < 2 * np.pi / 32 / 2 + 1e-9
 
 
+@pytest.mark.parametrize("stride", [20, 24, 28, 32])
+def test_a_longer_stride_cross_fades_over_the_whole_overlap(stride):
+    plan = WindowPlan(window=32, stride=stride)
+    overlap = 32 - stride
+    assert plan.blend == f"tukey taper={overlap} px" and plan.taper == overlap
+    g = np.sqrt(np.diag(plan.weights()))
+    assert np.allclose(g, g[::-1])
+    assert np.allclose(g[:overlap] + g[stride:], 1.0)  # a partition of unity at this stride
+    assert np.allclose(g[overlap:stride], 1.0)  # one window alone between the overlaps
+    if overlap:
+        assert g[0] < 0.2 and np.abs(np.diff(g)).max() < np.pi / overlap / 2 + 1e-9
+    # constant predictions still blend to the constant
+    rows = plan.starts(0, 70)
+    rr, cc = np.meshgrid(rows, rows, indexing="ij")
+    probs = np.full((rr.size, 1, 32, 32), 0.3)
+    s, w = blend_windows(
+        probs, rr.ravel(), cc.ravel(), origin=(0, 0), shape=(70, 70), weights=plan.weights()
+    )
+    assert np.allclose(s / w, 0.3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

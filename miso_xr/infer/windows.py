@@ -23,7 +23,10 @@ the same constant. By default the weight is a Hann (raised-cosine) window,
 ``w(i) = sin(pi (i + 0.5) / W)**2``: it falls smoothly to ~0 at the window's edges (where the model
 sees least context), and at ``stride = W / 2`` the two windows over a pixel along an axis have
 weights summing to exactly 1, so every pixel is a smooth cross-fade of its windows over the whole
-stride. A Gaussian weight (``sigma=``, the choice of nnU-Net and MONAI) is narrower at ``W / 8``:
+stride. At a longer stride (less overlap, less work: ``(W / stride)**2`` windows per pixel) the
+weight is a Tukey window: the Hann's raised-cosine ramps over the ``W - stride`` overlap at each
+edge and 1 between them, again a partition of unity, so neighbouring windows cross-fade over the
+whole of their overlap. A Gaussian weight (``sigma=``, the choice of nnU-Net and MONAI) is narrower at ``W / 8``:
 the nearest window centre dominates and the hand-over between windows happens over a few pixels,
 which drew the window lattice on the maps.
 
@@ -98,9 +101,17 @@ class WindowPlan:
         return float(self.sigma) if self.sigma is not None else None
 
     @property
+    def taper(self) -> float:
+        """Pixels over which the default weight rises from ~0 to 1 at each edge: the overlap of
+        neighbouring windows, ``window - stride``, at most ``window / 2`` (the Hann window)."""
+        return min(self.window / 2, float(self.window - self.stride))
+
+    @property
     def blend(self) -> str:
         """The blending weight, in words (recorded in the maps' attributes)."""
-        return "hann" if self.sigma is None else f"gaussian sigma={float(self.sigma):g} px"
+        if self.sigma is not None:
+            return f"gaussian sigma={float(self.sigma):g} px"
+        return "hann" if self.taper == self.window / 2 else f"tukey taper={self.taper:g} px"
 
     def coverage(self) -> int:
         """Windows covering a pixel in 2-D when ``stride`` divides ``window`` (at least otherwise)."""
@@ -141,15 +152,21 @@ class WindowPlan:
         return halo
 
     def weights(self) -> np.ndarray:
-        """The ``(window, window)`` float64 blending weight (Hann, or Gaussian with ``sigma``)."""
-        return window_weights(self.window, self.blend_sigma)
+        """The ``(window, window)`` float64 blending weight (Hann or Tukey, or Gaussian)."""
+        if self.sigma is not None:
+            return window_weights(self.window, self.blend_sigma)
+        return window_weights(self.window, taper=self.taper)
 
 
-def window_weights(window: int, sigma: float | None = None) -> np.ndarray:
+def window_weights(
+    window: int, sigma: float | None = None, *, taper: float | None = None
+) -> np.ndarray:
     """Separable weight of a ``window`` x ``window`` window, never below 1e-6.
 
     ``sigma=None``: Hann, ``sin(pi (i + 0.5) / W)**2`` per axis (a partition of unity at a stride
-    of ``W / 2``). A number: Gaussian of that standard deviation, peak 1. The floor keeps the
+    of ``W / 2``); with ``taper`` (pixels, up to ``W / 2``, the default) a Tukey window: those
+    ramps over ``taper`` pixels at each edge and 1 between them (a partition of unity at a stride
+    of ``W - taper``). A number: Gaussian of that standard deviation, peak 1. The floor keeps the
     normalising sum away from zero.
 
     >>> w = window_weights(4, 1.0)
@@ -158,10 +175,19 @@ def window_weights(window: int, sigma: float | None = None) -> np.ndarray:
     >>> g = np.sqrt(np.diag(window_weights(8)))   # Hann per axis
     >>> bool(np.allclose(g[:4] + g[4:], 1.0))       # windows 4 apart: weights sum to 1
     True
+    >>> t = np.sqrt(np.diag(window_weights(8, taper=2)))  # Tukey: windows 6 apart sum to 1
+    >>> bool(np.allclose(t[:2] + t[6:], 1.0) and np.allclose(t[2:6], 1.0))
+    True
     """
     i = np.arange(window, dtype=np.float64)
     if sigma is None:
-        g = np.sin(np.pi * (i + 0.5) / window) ** 2
+        ramp = window / 2 if taper is None else min(float(taper), window / 2)
+        if ramp > 0:
+            # distance of each pixel centre from the nearer edge, over the ramp
+            edge = np.minimum(i + 0.5, window - i - 0.5) / ramp
+            g = np.where(edge < 1, np.sin(np.pi / 2 * np.minimum(edge, 1)) ** 2, 1.0)
+        else:  # no overlap: nothing to cross-fade
+            g = np.ones(window)
     else:
         c = i - (window - 1) / 2.0
         g = np.exp(-(c**2) / (2.0 * float(sigma) ** 2))

@@ -27,7 +27,9 @@ each in [-1, 1] across the image, edges at +-1.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -184,9 +186,13 @@ class LIIF(nn.Module):
         first half, 0 in its second) at offsets that depend on ``j`` only. So, for each half of
         the phases, each neighbour's first-layer input is a *shifted view* of the per-cell table
         plus a small per-phase offset table, formed in one broadcast add; the other layers are
-        batched matmuls over ``max_points`` pixels at a time (the bound on memory). A border
-        pixel's missing neighbour is the edge cell at the other neighbour's offset (as in the
-        query path), so there it is given weight 0 and the other weight 1.
+        batched matmuls over ``max_points`` pixels at a time (the bound on memory).
+
+        A border pixel's missing neighbour is the edge cell again, at the same offset as the
+        other (as in the query path): the two terms are equal, so they are merged into one of
+        weight 1 and the missing neighbour is never evaluated. On a coarse stage that is most of
+        the work (on a map of one cell, 3 of 4 neighbours). The last layer and the norm run once
+        over the whole image, after the blend.
 
         >>> liif = LIIF(4, 8, hidden=(16, 16))
         >>> f = torch.randn(1, 4, 2, 2)
@@ -201,40 +207,55 @@ class LIIF(nn.Module):
                 f"{h} x {w} cells is not"
             )
         sy, sx = height // h, width // w
-        # per-cell table, channels last, padded by one cell each side (read only at weight 0)
+        # per-cell part of the first layer, channels last, cell-size part added once per cell
         table = self.feature(feat).permute(0, 2, 3, 1)
-        table = nn.functional.pad(table, (0, 0, 1, 1, 1, 1), mode="constant")
+        table = table + self._cell_term(cell, table)
         dtype, dev = table.dtype, table.device
-        base = self._cell_term(cell, table)
         ax = _phases(sx, w, dtype, dev)
         ay = _phases(sy, h, dtype, dev)
-        out = torch.empty((b, h, sy, w, sx, self.norm_width), dtype=dtype, device=dev)
+        # the blended last hidden layer of every pixel, (B, h, sy, w, sx, F): row-major pixels
+        blend = torch.empty((b, h, sy, w, sx, self.hidden_width), dtype=dtype, device=dev)
         wo_x, wo_y = self.offset.weight[:, 0], self.offset.weight[:, 1]
-        for jy, ey, ty, wty in ay:  # a half of the row phases
-            for jx, ex, tx, wtx in ax:  # a half of the column phases
+        grad = torch.is_grad_enabled()
+        for jy, ey, ty, wty, live_y in ay:  # a half of the row phases
+            for jx, ex, tx, wtx, live_x in ax:  # a half of the column phases
                 ny, nx = jy.stop - jy.start, jx.stop - jx.start
-                # offset (and cell size) part of the first layer, per neighbour and phase
+                # per neighbour: the cells where it exists, its offset part of the first layer
+                # per phase, its weight per (cell, phase); the full-range neighbour comes first
                 terms = []
-                for dv in (0, 1):
-                    for du in (0, 1):
-                        oyx = (ty - dv)[:, None, None] * wo_y + ((tx - du)[:, None] * wo_x + base)[
-                            None
-                        ]  # (ny, nx, first)
+                for dv in live_y.order:
+                    for du in live_x.order:
+                        oyx = (ty - dv)[:, None, None] * wo_y + ((tx - du)[:, None] * wo_x)[None]
                         wgt = wty[dv][:, :, None, None] * wtx[du][None, None]  # (h, ny, w, nx)
-                        terms.append((1 + ey + dv, 1 + ex + du, oyx, wgt))
+                        terms.append((dv, du, live_y.cells[dv], live_x.cells[du], oyx, wgt))
                 per_row = b * ny * w * nx
                 rows = max(1, min(h, max_points // max(1, per_row)))
+                dst_all = blend[:, :, jy, :, jx]  # (B, h, ny, w, nx, F), a strided view
                 for r0 in range(0, h, rows):
                     r1 = min(r0 + rows, h)
-                    acc = None
-                    for oy, ox, oyx, wgt in terms:
-                        src = table[:, oy + r0 : oy + r1, ox : ox + w]  # (B, rows, w, first)
+                    for k, (dv, du, (ylo, yhi), (xlo, xhi), oyx, wgt) in enumerate(terms):
+                        lo, hi = max(ylo, r0), min(yhi, r1)
+                        if lo >= hi or xlo >= xhi:
+                            continue
+                        oy, ox = ey + dv, ex + du  # the neighbour cell's shift
+                        src = table[:, lo + oy : hi + oy, xlo + ox : xhi + ox]
                         pre = src[:, :, None, :, None, :] + oyx[None, None, :, None, :, :]
                         term = self._neighbour(pre)
-                        wv = wgt[r0:r1, :, :, :, None]
-                        acc = term.mul_(wv) if acc is None else acc.addcmul_(term, wv)
-                    out[:, r0:r1, jy, :, jx] = self.norm(self.out(acc))
-        return out.reshape(b, height * width, -1)
+                        wv = wgt[lo:hi, :, xlo:xhi, :, None]
+                        dst = dst_all[:, lo:hi, :, xlo:xhi]
+                        if k == 0 and not grad:  # present at every cell: covers the block
+                            torch.mul(term, wv, out=dst)
+                        elif k == 0:  # out= does not record gradients
+                            dst.copy_(term * wv)
+                        else:
+                            dst.addcmul_(term, wv)
+        out = self.out(blend.view(b, height * width, -1))
+        return self.norm(out)
+
+    @property
+    def hidden_width(self) -> int:
+        """Width of the last hidden layer (the blended one)."""
+        return self.hidden[-1] if self.hidden else self.offset.out_features
 
     @property
     def norm_width(self) -> int:
@@ -244,15 +265,30 @@ class LIIF(nn.Module):
         )
 
 
+class _Live(NamedTuple):
+    """Where each of an axis' two neighbours exists in a half of the phases."""
+
+    cells: tuple[tuple[int, int], tuple[int, int]]  # per neighbour, cells [lo, hi) it exists at
+    order: tuple[int, ...]  # the neighbours to evaluate, the one present at every cell first
+
+
 def _phases(
     stride: int, cells: int, dtype: torch.dtype, device: torch.device
-) -> list[tuple[slice, int, Tensor, tuple[Tensor, Tensor]]]:
-    """The two halves of an axis' pixel phases for :meth:`LIIF.dense`.
+) -> list[tuple[slice, int, Tensor, tuple[Tensor, Tensor], _Live]]:
+    """The two halves of an axis' pixel phases for :meth:`LIIF.dense` (cached per axis).
 
     Each: the phases (a slice of ``0..stride``), the shift ``e`` of the first neighbour cell,
-    the offset ``t`` from it per phase, and per neighbour the weight per (cell, phase), with the
-    border's missing neighbour at weight 0.
+    the offset ``t`` from it per phase, per neighbour the weight per (cell, phase), and where
+    each neighbour exists. At a border cell the missing neighbour would be the other one again
+    (clamped, same offset): it is dropped and the other gets weight 1.
     """
+    return _phases_cached(int(stride), int(cells), dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=256)
+def _phases_cached(
+    stride: int, cells: int, dtype: torch.dtype, device: torch.device
+) -> list[tuple[slice, int, Tensor, tuple[Tensor, Tensor], _Live]]:
     j = torch.arange(stride, dtype=torch.float64)
     u = (2 * j + 1 - stride) / (2 * stride)  # offset from the pixel's own cell centre
     halves = []
@@ -270,12 +306,20 @@ def _phases(
             torch.where(gone0, 0.0, torch.where(gone1, 1.0, w0)),
             torch.where(gone1, 0.0, torch.where(gone0, 1.0, w1)),
         )
+        # e = -1: neighbour 0 (cell i - 1) exists from cell 1 on, neighbour 1 everywhere;
+        # e = 0: neighbour 0 (cell i) everywhere, neighbour 1 (cell i + 1) up to cells - 2
+        live = (
+            _Live(((1, cells), (0, cells)), (1, 0) if cells > 1 else (1,))
+            if e == -1
+            else _Live(((0, cells), (0, cells - 1)), (0, 1) if cells > 1 else (0,))
+        )
         halves.append(
             (
                 sl,
                 e,
                 t.to(dtype=dtype, device=device),
                 (w0.to(dtype=dtype, device=device), w1.to(dtype=dtype, device=device)),
+                live,
             )
         )
     return halves
