@@ -1,6 +1,6 @@
 """A static HTTP server with byte ranges (GDAL's /vsicurl/ needs them), run as a subprocess.
 
-``python -m miso_xr.datasets.range_server ROOT PORT [--faults]``
+``python -m miso_xr.datasets.range_server ROOT PORT [--faults] [--log FILE]``
 
 It serves ROOT on 127.0.0.1 only, with HEAD, GET and single ``Range: bytes=a-b`` requests.
 ``python -m http.server`` ignores Range, so GDAL cannot read COGs from it; and a server in a thread
@@ -8,6 +8,8 @@ of the process that runs GDAL deadlocks, hence a subprocess.
 
 With ``--faults`` (the hub's tests), a path under ``/stall/`` answers nothing for 60 s (a stalled
 server) and one under ``/html/`` answers 200 with an HTML error page instead of the file.
+With ``--log FILE`` each request appends a line ``METHOD PATH`` to FILE (tests count what a lazy
+reader fetched, and when).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ class RangeHandler(SimpleHTTPRequestHandler):
         pass
 
     faults = False
+    log: str | None = None
+
+    def _log(self) -> None:
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{self.command} {self.path}\n")
 
     def _fault(self) -> bool:
         if not self.faults:
@@ -47,6 +55,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
         return False
 
     def _serve(self, head: bool) -> None:
+        self._log()
         if self._fault():
             return
         path = self.translate_path(self.path)
@@ -101,6 +110,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
 def main() -> None:
     root, port = sys.argv[1], int(sys.argv[2])
     RangeHandler.faults = "--faults" in sys.argv[3:]
+    if "--log" in sys.argv[3:]:
+        RangeHandler.log = os.path.abspath(sys.argv[sys.argv.index("--log") + 1])
     os.chdir(root)
     server = ThreadingHTTPServer(("127.0.0.1", port), RangeHandler)
     server.daemon_threads = True

@@ -101,14 +101,24 @@ class Server:
         self.stop()
 
 
-def range_server(root: str | os.PathLike[str], *, faults: bool = False) -> Server:
-    """Serve ``root`` over HTTP on loopback with byte ranges (GDAL /vsicurl/ reads COGs from it)."""
+def range_server(
+    root: str | os.PathLike[str],
+    *,
+    faults: bool = False,
+    log: str | os.PathLike[str] | None = None,
+) -> Server:
+    """Serve ``root`` over HTTP on loopback with byte ranges (GDAL /vsicurl/ reads COGs from it).
+
+    ``log``: a file to which each request appends ``METHOD PATH`` (what a reader fetched).
+    """
     port = free_port()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     (root / ".ready").write_text("ok")
     args = [sys.executable, "-m", "miso_xr.datasets.range_server", str(root), str(port)]
-    return Server(args + (["--faults"] if faults else []), f"http://127.0.0.1:{port}", "/.ready")
+    args += ["--faults"] if faults else []
+    args += ["--log", str(Path(log).resolve())] if log is not None else []
+    return Server(args, f"http://127.0.0.1:{port}", "/.ready")
 
 
 def rustac_binary() -> str:

@@ -19,11 +19,16 @@ Modalities
 ``covariates``
     A DEM (``cop-dem-glo-30`` asset ``data``, or ``dem="3dep-seamless"``...) mosaicked onto the grid
     with bilinear resampling, then :func:`miso_xr.cube.terrain.terrain` derivatives.
+``climate``
+    ``annual_precipitation``, ``summer_warmth_index``, ``january_tmin`` averaged over
+    ``climate_years`` (default 1991-2020) from a monthly climate collection's Zarr store
+    (``daymet-monthly-na``, or ``terraclimate``), bilinear onto the grid (:mod:`.climate`).
 
 The package gives each job its module: :mod:`.catalogs` (catalog URLs, collections, asset
 keys, value scales), :mod:`.search` (time windows, STAC API searches, items), :mod:`.signing`
 (asset hrefs), :mod:`.loading` (stackstac onto the grid, physical values), :mod:`.modalities`
-(each modality's composite) and :mod:`.assemble` (:func:`open_stac`).
+(each modality's composite), :mod:`.climate` (the climate layers from a Zarr store) and
+:mod:`.assemble` (:func:`open_stac`).
 """
 
 from __future__ import annotations
@@ -33,11 +38,14 @@ from .assemble import grid_for_bbox, open_stac
 from .catalogs import ASSET_KEYS as ASSET_KEYS
 from .catalogs import CATALOGS, COLLECTIONS, SCL_MASKED
 from .catalogs import MODALITIES as MODALITIES
+from .climate import CLIMATE_BANDS, CLIMATE_YEARS
 from .loading import gdal_env
 from .search import search_items
 
 __all__ = [
     "CATALOGS",
+    "CLIMATE_BANDS",
+    "CLIMATE_YEARS",
     "COLLECTIONS",
     "OPTICAL_BANDS",
     "SAR_BANDS",

@@ -11,6 +11,13 @@ import xarray as xr
 from ...exceptions import InputError
 from ..grid import OPTICAL_BANDS, Grid, make_cube, spatial_chunks
 from .catalogs import COLLECTIONS, MODALITIES, SCL_MASKED, _catalog_url
+from .climate import (
+    CLIMATE_BANDS,
+    CLIMATE_YEARS,
+    check_climate_layers,
+    check_climate_years,
+    climate_layer,
+)
 from .loading import gdal_env
 from .modalities import build_layer
 from .search import (
@@ -130,6 +137,8 @@ def open_stac(
     sign: bool | str | Callable[[list[dict]], list[dict]] = True,
     patch_url: Callable[[str], str] | None = None,
     grid: Grid | None = None,
+    climate_years: int | tuple[int, int] = CLIMATE_YEARS,
+    climate_layers: Sequence[str] = CLIMATE_BANDS,
 ) -> xr.Dataset:
     """A lazy MISO cube (``xr.Dataset``) from a STAC API.
 
@@ -144,7 +153,7 @@ def open_stac(
     catalog
         ``"planetary-computer"``, ``"earth-search"`` or any STAC API URL.
     modalities
-        Among ``"optical"``, ``"sar"``, ``"covariates"``.
+        Among ``"optical"``, ``"sar"``, ``"covariates"``, ``"climate"``.
     crs, resolution
         The grid: a projected CRS with an EPSG code and the pixel size in metres. The grid's corner
         is the projected bbox's west/north corner (see :func:`grid_for_bbox`).
@@ -166,7 +175,9 @@ def open_stac(
         DEM collection for ``covariates`` (asset ``data``): ``"cop-dem-glo-30"``,
         ``"3dep-seamless"`` (Planetary Computer, US only)...
     collections
-        Override the collection searched per modality, e.g. ``{"optical": "sentinel-2-c1-l2a"}``.
+        Override the collection searched per modality, e.g. ``{"optical": "sentinel-2-c1-l2a"}``
+        or ``{"climate": "terraclimate"}`` (the climate collection's Zarr store is read from the
+        collection document at ``catalog``, also with ``items=``).
     limit, max_items
         Page size of the search, and a cap on items per collection (``None``: all).
     scl_mask
@@ -179,6 +190,12 @@ def open_stac(
         Window half-width (m) of TPI and the TWI approximation (:mod:`miso_xr.cube.terrain`).
     gdal_options
         Extra GDAL configuration options for the reads.
+    climate_years
+        The years the climate layers average: ``(first, last)`` inclusive, or one year. Default
+        the WMO climate normal 1991-2020; each year must have all twelve months in the store.
+    climate_layers
+        Which climate layers, in this order (default all of
+        :data:`~miso_xr.cube.stac.climate.CLIMATE_BANDS`).
     grid
         An exact grid to load onto (e.g. ``Grid.from_dataset(other_cube)`` to align with an
         existing map, or a tiling scheme's tile); it replaces ``crs`` and ``resolution``, and
@@ -197,7 +214,7 @@ def open_stac(
     -------
     xr.Dataset
         Variables ``optical`` ``(optical_band, y, x)``, ``sar`` ``(sar_band, y, x)``,
-        ``covariates`` ``(covariates_band, y, x)`` as asked; float32, NaN nodata, dask-backed,
+        ``covariates`` ``(covariates_band, y, x)``, ``climate`` ``(climate_band, y, x)`` as asked; float32, NaN nodata, dask-backed,
         CRS in ``spatial_ref``. Nothing is read until computed.
 
     Examples
@@ -231,7 +248,9 @@ def open_stac(
         raise InputError(f"sar_units={sar_units!r}: expected 'linear' or 'dB'")
     if max_cloud is not None and not (0 <= float(max_cloud) <= 100):
         raise InputError(f"max_cloud={max_cloud!r}: expected a percentage in [0, 100] or None")
-    if items is None and datetime is None:
+    years = check_climate_years(climate_years) if "climate" in mods else None
+    layers = check_climate_layers(climate_layers) if "climate" in mods else ()
+    if items is None and datetime is None and set(mods) != {"climate"}:
         raise InputError(
             "datetime=None: give a time range such as '2019-06-15/2023-08-15' (or items=)"
         )
@@ -250,7 +269,7 @@ def open_stac(
 
     given = None if items is None else [_restore_epsg(d) for d in _plain(items)]
     per_mod: dict[str, list[dict]] = {}
-    for mod in mods:
+    for mod in (m for m in mods if m != "climate"):  # climate: a collection's store, no items
         found = gather_items(
             mod,
             colls[mod],
@@ -287,6 +306,23 @@ def open_stac(
         )
         arrays[mod] = (data, bands)
         attrs[mod] = {**at, "collection": colls[mod], "items": len(found)}
+    if "climate" in mods:
+        data, bands, at = climate_layer(
+            url,
+            colls["climate"],
+            grid,
+            chunks=(ychunks, xchunks),
+            years=years,
+            layers=layers,
+            timeout=timeout,
+            # the store's href is signed when the cube is built (a token in the HTTP params)
+            patch_url=read_time_signer(
+                url, sign=sign is True or sign == "search", patch_url=patch_url
+            ),
+        )
+        arrays["climate"] = (data, bands)
+        attrs["climate"] = {**at, "collection": colls["climate"]}
+    arrays = {m: arrays[m] for m in mods}  # the order asked
     cube = make_cube(
         arrays,
         grid,

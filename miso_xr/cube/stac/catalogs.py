@@ -14,18 +14,22 @@ CATALOGS: dict[str, str] = {
     "planetary-computer": "https://planetarycomputer.microsoft.com/api/stac/v1",
     "earth-search": "https://earth-search.aws.element84.com/v1",
 }
-MODALITIES = ("optical", "sar", "covariates")
+MODALITIES = ("optical", "sar", "covariates", "climate")
 #: default collections searched per modality (``covariates`` is the DEM, see ``dem=``)
 COLLECTIONS: dict[str, str] = {
     "optical": "sentinel-2-l2a",
     "sar": "sentinel-1-rtc",
     "covariates": "cop-dem-glo-30",
+    # monthly prcp/tmax/tmin, 1 km over North America (Alaska included); a collection-level
+    # Zarr store, no items (see .climate); "terraclimate" is the global alternative
+    "climate": "daymet-monthly-na",
 }
 #: collections whose items are accepted for a modality when ``items=`` is given
 _ACCEPTED = {
     "optical": {"sentinel-2-l2a", "sentinel-2-c1-l2a"},
     "sar": {"sentinel-1-rtc"},
     "covariates": {"cop-dem-glo-30", "cop-dem-glo-90", "3dep-seamless", "nasadem", "alos-dem"},
+    "climate": set(),  # a collection's Zarr store, never items
 }
 #: canonical band -> asset keys used by the catalogs (Planetary Computer first, Earth Search next)
 ASSET_KEYS: dict[str, tuple[str, ...]] = {
