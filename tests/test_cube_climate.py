@@ -452,3 +452,50 @@ def test_climate_options_are_checked_before_any_request(kwargs, error):
             modalities=("climate",),
             **kwargs,
         )
+
+
+def test_daily_store_in_kelvin_gives_the_same_definitions():
+    """A daily store (temperatures in K) aggregates month by month, as monthly values would."""
+    from miso_xr.cube.stac.climate import _aggregate
+
+    time = pd.date_range("2019-01-01", "2020-12-31", freq="D")
+    time = time[time != "2020-12-31"]  # Daymet drops 31 December of leap years: 365 days a year
+    rng = np.random.default_rng(5)
+    shape = (time.size, 3, 4)
+    ds = xr.Dataset(
+        {
+            "prcp": (("time", "y", "x"), rng.uniform(0, 5, shape)),
+            "tmax": (("time", "y", "x"), rng.uniform(250, 300, shape), {"units": "K"}),
+            "tmin": (("time", "y", "x"), rng.uniform(240, 285, shape), {"units": "K"}),
+        },
+        coords={"time": time},
+    ).chunk({"time": 100})
+    ds["prcp"][:, 0, 0] = np.nan  # a sea cell
+    names = {"precipitation": "prcp", "tmax": "tmax", "tmin": "tmin"}
+    offsets = {"precipitation": 0.0, "tmax": -273.15, "tmin": -273.15}
+    got = _aggregate(ds, names, offsets, CLIMATE_BANDS, (2019, 2020)).values
+
+    year, month = ds.time.dt.year.values, ds.time.dt.month.values
+    p, tx, tn = (ds[v].values for v in ("prcp", "tmax", "tmin"))
+    ppt = np.mean([p[year == y].sum(axis=0) for y in (2019, 2020)], axis=0)
+    swi = np.mean(
+        [
+            sum(
+                np.maximum(
+                    (
+                        tx[(year == y) & (month == m)].mean(0)
+                        + tn[(year == y) & (month == m)].mean(0)
+                    )
+                    / 2
+                    - 273.15,
+                    0,
+                )
+                for m in range(1, 13)
+            )
+            for y in (2019, 2020)
+        ],
+        axis=0,
+    )
+    jan = np.mean([tn[(year == y) & (month == 1)].mean(0) - 273.15 for y in (2019, 2020)], axis=0)
+    np.testing.assert_allclose(got, np.stack([ppt, swi, jan]), rtol=1e-9, atol=1e-9)
+    assert np.isnan(got[0, 0, 0]) and np.isfinite(got[0]).sum() == 11

@@ -282,15 +282,12 @@ def _units(da: Any, quantity: str, href: str) -> float:
 
 
 def _check_years(ds: Any, years: tuple[int, int], href: str, cid: str) -> None:
-    import pandas as pd
-
-    t = pd.DatetimeIndex(ds.indexes["time"]) if "time" in ds.indexes else None
-    if t is None:
+    if "time" not in ds.coords:
         raise MissingBandError(f"the climate store {href} (collection {cid!r}) has no time axis")
-    months = pd.Series(t.month).groupby(t.year).nunique()
-    complete = sorted(int(y) for y, n in months.items() if n == 12)
-    want = range(years[0], years[1] + 1)
-    missing = [y for y in want if y not in complete]
+    # .dt works for numpy and cftime calendars alike (a daily store may be 365-day)
+    year, month = ds["time"].dt.year.values, ds["time"].dt.month.values
+    complete = sorted(int(y) for y in np.unique(year) if np.unique(month[year == y]).size == 12)
+    missing = [y for y in range(years[0], years[1] + 1) if y not in complete]
     if missing:
         have = f"{complete[0]}-{complete[-1]}" if complete else "none"
         hint = f", e.g. climate_years=({complete[0]}, {complete[-1]})" if complete else ""
@@ -314,30 +311,38 @@ def _window(coords: np.ndarray, lo: float, hi: float, cid: str, dim: str) -> sli
     return slice(a, b)
 
 
+def _by_month(da: Any, how: str) -> Any:
+    """``(time, y, x)`` of whole years -> ``(year, month, y, x)``: monthly totals or means."""
+    t = da["time"]
+    if np.unique(t.dt.year.values * 12 + t.dt.month.values).size != t.size:
+        # daily (or finer) values: the month's total (precipitation) or mean (temperatures)
+        r = da.resample(time="MS")
+        da = r.sum(skipna=False) if how == "sum" else r.mean(skipna=False)
+    return da.coarsen(time=12).construct(time=("year", "month"))
+
+
 def _aggregate(ds: Any, names: dict[str, str], offsets: dict[str, float], layers, years):
-    """The layers on the store cells, ``(len(layers), ny, nx)`` float64 dask array."""
+    """The layers on the store cells, ``(layer, y, x)`` float64 (dask), from whole years."""
     import xarray as xr
 
     sel = ds.sel(time=slice(f"{years[0]}-01-01", f"{years[1]}-12-31"))
+    if not sel.indexes["time"].is_monotonic_increasing:
+        sel = sel.sortby("time")
+
+    def value(q: str, how: str) -> Any:
+        return _by_month(sel[names[q]].astype("float64") + offsets[q], how)
+
     out = []
     for layer in layers:
         if layer == "annual_precipitation":
-            p = sel[names["precipitation"]].astype("float64") + offsets["precipitation"]
-            v = p.groupby("time.year").sum("time", skipna=False).mean("year", skipna=False)
+            v = value("precipitation", "sum").sum("month", skipna=False)
         elif layer == "summer_warmth_index":
-            t = (
-                sel[names["tmax"]].astype("float64")
-                + offsets["tmax"]
-                + sel[names["tmin"]].astype("float64")
-                + offsets["tmin"]
-            ) / 2
-            monthly = t.resample(time="MS").mean(skipna=False)
-            warm = monthly.where(monthly > 0, 0.0).where(monthly.notnull())
-            v = warm.groupby("time.year").sum("time", skipna=False).mean("year", skipna=False)
+            tmean = (value("tmax", "mean") + value("tmin", "mean")) / 2
+            warm = tmean.where((tmean > 0) | tmean.isnull(), 0.0)  # NaN (the sea) stays NaN
+            v = warm.sum("month", skipna=False)
         else:
-            t = sel[names["tmin"]].astype("float64") + offsets["tmin"]
-            jan = t.where(t["time"].dt.month == 1, drop=True)
-            v = jan.resample(time="YS").mean(skipna=False).mean("time", skipna=False)
+            v = value("tmin", "mean").isel(month=0)
+        v = v.mean("year", skipna=False)
         out.append(v.drop_vars([c for c in v.coords if c not in v.dims]))
     return xr.concat(out, dim="layer")
 
