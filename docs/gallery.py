@@ -36,13 +36,16 @@ def missing_data(src: Path) -> str | None:
     return None
 
 
-def execute(src: Path, dst: Path, *, quick: bool = False, timeout: int = 900) -> str:
+def execute(src: Path, dst: Path, *, quick: bool = False, timeout: int | None = None) -> str:
     """Execute ``src`` into ``dst``; returns ``"executed"`` or ``"skipped: <why>"``.
 
     Cells run with the repository as working directory, ``MISO_XR_QUICK`` set for ``quick`` and
     ``MISO_XR_SHARED_DATA`` pointing at the real data; an error in any cell raises
-    ``nbclient.exceptions.CellExecutionError`` naming the cell.
+    ``nbclient.exceptions.CellExecutionError`` naming the cell. ``timeout``: seconds a cell may
+    take (default 600 on small settings, where a hang should fail CI, and 3600 on full ones).
     """
+    if timeout is None:
+        timeout = 600 if quick else 3600
     import nbformat
     from nbclient import NotebookClient
 
@@ -51,12 +54,16 @@ def execute(src: Path, dst: Path, *, quick: bool = False, timeout: int = 900) ->
     why = missing_data(src)
     if why:
         note = nbformat.v4.new_markdown_cell(
-            f"!!! note \"Not executed\"\n    This notebook {why}; its code is shown without outputs."
+            f'!!! note "Not executed"\n    This notebook {why}; its code is shown without outputs.'
         )
         nb.cells.insert(1, note)
         nbformat.write(nb, dst)
         return f"skipped: {why}"
     env = {"MISO_XR_QUICK": "1" if quick else "0", "MISO_XR_SHARED_DATA": str(shared_data())}
+    # the gallery's models are small: one torch thread per kernel is faster and steadier than
+    # several spinning against other jobs (CI, a shared machine; tests/conftest.py's
+    # one_torch_thread says the same); set OMP_NUM_THREADS to give the kernel more
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the client's environment
     try:
@@ -73,11 +80,48 @@ def execute(src: Path, dst: Path, *, quick: bool = False, timeout: int = 900) ->
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    tidy_streams(nb)
     nbformat.write(nb, dst)
     figure = nb.metadata.get("miso_xr", {}).get("figure")
     if figure and not quick:  # the README and the site's entry page show it
         save_last_figure(nb, ROOT / "docs" / figure)
     return "executed"
+
+
+def tidy_streams(nb) -> None:
+    """Printed text as a terminal leaves it: the kernel sends each redraw of a progress bar
+    (``\\r``) as its own output, which a static page would print one under another; only a
+    bar's last state stays (a bar that cleared itself goes). tqdm's note that the kernel lacks
+    ipywidgets (so its bars are text) is left out."""
+    for cell in nb.cells:
+        merged: list = []
+        for out in cell.get("outputs", []):
+            prev = merged[-1] if merged else None
+            if (
+                out.get("output_type") == "stream"
+                and prev is not None
+                and prev.get("output_type") == "stream"
+                and prev["name"] == out["name"]
+            ):
+                prev["text"] += out["text"]
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") != "stream":
+                continue
+            lines = []
+            for line in out["text"].split("\n"):
+                last = line.split("\r")[-1]
+                if ("\r" in line and not last.strip()) or "IProgress not found" in last:
+                    continue
+                if "from .autonotebook import" in last:
+                    continue
+                lines.append(last)
+            out["text"] = "\n".join(lines)
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o for o in merged if o.get("output_type") != "stream" or o["text"].strip()
+            ]
 
 
 def save_last_figure(nb, path: Path) -> None:

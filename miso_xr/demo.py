@@ -137,7 +137,7 @@ def run_demo(
     import xarray as xr
 
     maps = xr.open_zarr(zarr_path)
-    maps.miso.to_cog(str(cog_path), variable="probability", overwrite=True)
+    maps.miso.to_cog(str(cog_path), variable="probability", overwrite=True, progress=progress)
     with ProgressBar() if show_progress(progress) else contextlib.nullcontext():
         rf_maps = cube.miso.predict(rf).compute()
     _log(f"maps written: {zarr_path}, {cog_path}", t0)

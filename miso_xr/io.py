@@ -509,7 +509,7 @@ def to_cog(
     compress: str = "DEFLATE",
     blocksize: int = 512,
     overview_resampling: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> str:
     """Write one map to a Cloud-Optimised GeoTIFF, chunk by chunk, whatever its size.
 
@@ -541,7 +541,8 @@ def to_cog(
         Resampling of the overviews; default ``"mode"`` for integer maps (labels), ``"average"``
         otherwise.
     progress
-        Show dask's progress bar while the chunks are computed (threaded scheduler).
+        Show dask's progress bar while the chunks are computed (threaded scheduler); default: in
+        a terminal or notebook, not in logs (``miso-xr --quiet`` turns the default off).
 
     Returns
     -------
@@ -598,7 +599,7 @@ def to_cog(
     tiled = _temp_name(out, ".tiles.tif")
     tmp = _temp_name(out, ".part.tif")
     try:
-        _write_tiled(da, tiled, blocksize=blocksize, progress=progress)
+        _write_tiled(da, tiled, blocksize=blocksize, progress=show_progress(progress))
         import rasterio
         import rasterio.shutil
 
