@@ -198,3 +198,24 @@ def test_numeric_parity_with_torchvision_swin_v2_b():
     for i, (a, b) in enumerate(zip(ours, theirs)):
         assert a.shape == b.shape, i
         assert float((a - b).abs().max()) <= 1e-4, f"stage {i}: {float((a - b).abs().max())}"
+
+
+def test_cached_position_bias_and_mask_follow_the_weights():
+    """In eval mode without gradients the bias and mask are reused; a weight change is seen."""
+    torch.manual_seed(7)
+    enc = SwinV2Encoder(3, embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        first = [f.clone() for f in enc(x)]
+        again = enc(x)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+        attn = enc.features[1][1].attn
+        assert attn._bias_cache is not None and attn._mask_cache  # filled, and shifted
+        for p in enc.parameters():
+            if p.ndim == 2 and p.shape[-1] == 2:  # the first cpb_mlp layers: change them
+                p.mul_(3.0)
+        changed = enc(x)
+    with torch.enable_grad():
+        fresh = enc(x)  # computed afresh (no caches with gradients)
+    assert all((a - b).abs().max() > 1e-6 for a, b in zip(first, changed))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(changed, fresh))

@@ -593,7 +593,10 @@ class MisoModel:
         y = np.asarray(y, np.float64)
         passes = max(mc_samples, 1)
         was_training = self.net.training
-        self.net.eval()
+        # switching modes walks every module (milliseconds a call): only when it changes anything
+        switched = mc_samples > 0 or any(mod.training for mod in self.net.modules())
+        if switched:
+            self.net.eval()
         if mc_samples > 0:  # dropout on, everything else (drop path, norms) in eval mode
             for mod in self.net.modules():
                 if isinstance(mod, nn.Dropout):
@@ -632,7 +635,8 @@ class MisoModel:
                     prob.view(b, w, w, k).permute(0, 3, 1, 2).cpu().numpy().astype(np.float32)
                 )
         finally:
-            self.net.train(was_training)
+            if switched:
+                self.net.train(was_training)
         return out
 
     def __repr__(self) -> str:

@@ -104,15 +104,40 @@ class WindowAttentionV2(nn.Module):
         d = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (w - 1)
         index = (d[..., 0] * (2 * w - 1) + d[..., 1]).flatten()
         self.register_buffer("relative_position_index", index, persistent=False)
+        # inference caches (never saved): the bias depends only on cpb_mlp's weights, the shift
+        # mask only on the padded size; recomputing them every call costs as much as a block
+        self._bias_cache: tuple[tuple, Tensor] | None = None
+        self._mask_cache: dict[tuple, Tensor] = {}
 
     def position_bias(self) -> Tensor:
-        """(1, heads, w*w, w*w) continuous relative position bias."""
+        """(1, heads, w*w, w*w) continuous relative position bias.
+
+        Without gradients and in eval mode it is computed once per state of ``cpb_mlp``'s
+        weights (their storage and version counters, which any update bumps) and reused.
+        """
+        if self.training or torch.is_grad_enabled():
+            return self._position_bias()
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.cpb_mlp.parameters())
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            self._bias_cache = (key, self._position_bias())
+        return self._bias_cache[1]
+
+    def _position_bias(self) -> Tensor:
         n = self.window_size**2
         table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
         bias = table[self.relative_position_index].view(n, n, -1).permute(2, 0, 1)
         return 16.0 * torch.sigmoid(bias)[None]
 
     def _shift_mask(self, ph: int, pw: int, shift_h: int, shift_w: int, x: Tensor) -> Tensor:
+        key = (ph, pw, shift_h, shift_w, x.device, x.dtype)
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            if len(self._mask_cache) > 16:  # a few image sizes are in use at a time
+                self._mask_cache.clear()
+            mask = self._mask_cache[key] = self._make_shift_mask(ph, pw, shift_h, shift_w, x)
+        return mask
+
+    def _make_shift_mask(self, ph: int, pw: int, shift_h: int, shift_w: int, x: Tensor) -> Tensor:
         # label the 3x3 regions a cyclic shift brings together; tokens of different regions must
         # not attend to each other inside one window
         w = self.window_size
