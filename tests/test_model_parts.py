@@ -126,7 +126,7 @@ def test_multiscale_liif_default_cell_is_one_image_pixel():
 )
 def test_liif_dense_equals_the_query_path(cells, pixels, activation):
     torch.manual_seed(5)
-    liif = LIIF(5, 7, hidden=(6, 9), activation=activation)
+    liif = LIIF(5, 7, hidden=(6, 8, 4), activation=activation)  # 8 and 4 wide: packed
     feat = torch.randn(2, 5, *cells)
     (h, w), (hi, wi) = cells, pixels
     q = pixel_centres(hi, wi).expand(2, -1, -1)
@@ -134,6 +134,9 @@ def test_liif_dense_equals_the_query_path(cells, pixels, activation):
     got = liif.dense(feat, hi, wi, cell=(w / wi, h / hi), max_points=50)  # several chunks
     assert got.shape == want.shape
     assert (got - want).abs().max() <= 1e-5
+    with torch.no_grad():  # without gradients narrow layers run packed (block-diagonal)
+        packed = liif.dense(feat, hi, wi, cell=(w / wi, h / hi))
+    assert (packed - want).abs().max() <= 1e-5
 
 
 def test_liif_dense_needs_whole_cells():
