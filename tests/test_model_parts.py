@@ -299,3 +299,20 @@ def test_miso_loss_parts_follow_the_branches_present():
         binary=True,
     )
     assert set(sar) == {"supervised", "satellite_covariate"}
+
+
+def test_packed_narrow_layers_follow_their_weights():
+    from miso_xr.model.liif import narrow_linear, unpacked
+
+    torch.manual_seed(9)
+    lin = torch.nn.Linear(6, 4)
+    x = torch.randn(3, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(narrow_linear(lin, x), lin(x), atol=1e-6)
+        assert "_packed" in lin.__dict__  # the block-diagonal weight, kept
+        lin.weight.mul_(-2.0)
+        lin.bias.add_(1.0)
+        assert torch.allclose(narrow_linear(lin, x), lin(x), atol=1e-6)  # rebuilt
+        with unpacked():
+            assert torch.equal(narrow_linear(lin, x), lin(x))
+        assert torch.allclose(narrow_linear(lin, x[:, :7]), lin(x[:, :7]), atol=1e-6)  # 21 rows

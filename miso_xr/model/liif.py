@@ -95,9 +95,15 @@ def narrow_linear(layer: nn.Linear, x: Tensor) -> Tensor:
     rows = x.numel() // k if k else 0
     if g == 1 or torch.is_grad_enabled() or rows % g or not x.is_contiguous() or not _packing:
         return layer(x)
-    w = torch.block_diag(*([layer.weight] * g))
-    b = layer.bias.repeat(g) if layer.bias is not None else None
-    out = nn.functional.linear(x.view(rows // g, k * g), w, b)
+    key = (g, layer.weight.data_ptr(), layer.weight._version, layer.weight.dtype)
+    if layer.bias is not None:
+        key += (layer.bias.data_ptr(), layer.bias._version)
+    cached = layer.__dict__.get("_packed")
+    if cached is None or cached[0] != key:  # built once per state of the weights
+        w = torch.block_diag(*([layer.weight] * g))
+        b = layer.bias.repeat(g) if layer.bias is not None else None
+        cached = layer.__dict__["_packed"] = (key, w, b)
+    out = nn.functional.linear(x.view(rows // g, k * g), cached[1], cached[2])
     return out.view(*x.shape[:-1], n)
 
 
