@@ -499,3 +499,33 @@ def test_daily_store_in_kelvin_gives_the_same_definitions():
     jan = np.mean([tn[(year == y) & (month == 1)].mean(0) - 273.15 for y in (2019, 2020)], axis=0)
     np.testing.assert_allclose(got, np.stack([ppt, swi, jan]), rtol=1e-9, atol=1e-9)
     assert np.isnan(got[0, 0, 0]) and np.isfinite(got[0]).sum() == 11
+
+
+def test_ten_metre_cube_is_chunk_invariant_and_projected_to_the_millimetre(api):
+    """At 10 m pixel centres are projected exactly every 16 pixels (a lattice of the grid, not of
+    the chunks) and bilinearly between: identical values for any chunking, positions within mm."""
+    from miso_xr.cube.stac.climate import project_pixels
+
+    coarse = Grid.from_dataset(_open(api))
+    # 10 m, 150 x 130 pixels, its corner off the 16-pixel lattice of any chunk start
+    grid = Grid("EPSG:3338", coarse.left + 5003.0, coarse.top - 7001.0, 10.0, 130, 150)
+    ref = _open(api, grid=grid, chunks=-1)["climate"].values
+    for chunks in (7, {"y": 33, "x": 50}):
+        np.testing.assert_array_equal(_open(api, grid=grid, chunks=chunks)["climate"].values, ref)
+    want, _, _ = _expected_linear(api.daymet, grid)
+    np.testing.assert_allclose(ref, want, rtol=2e-6, atol=2e-4)  # inland: the fields are linear
+    assert np.ptp(ref[0]) > 1.0
+
+    lcc = LCC.to_wkt()
+    origin = (grid.left, grid.top, grid.resolution)
+    px, py = project_pixels(grid.x, grid.y, origin=origin, src_crs=lcc, dst_crs=grid.crs)
+    ex, ey = Transformer.from_crs(grid.crs, LCC, always_xy=True).transform(
+        *np.meshgrid(grid.x, grid.y)
+    )
+    assert np.abs(px - ex).max() < 1e-3 and np.abs(py - ey).max() < 1e-3
+    assert np.abs(px - ex).max() > 0  # the lattice is used (not every pixel projected)
+    # a block of it gets the very same coordinates
+    bx, by = project_pixels(grid.x[37:90], grid.y[11:70], origin=origin, src_crs=lcc,
+                            dst_crs=grid.crs)  # fmt: skip
+    np.testing.assert_array_equal(bx, px[11:70, 37:90])
+    np.testing.assert_array_equal(by, py[11:70, 37:90])

@@ -24,8 +24,9 @@ else from the variables' CF ``grid_mapping``, else lon/lat dimensions mean EPSG:
 (what Planetary Computer serves) and 3 are read alike.
 
 Reprojection is bilinear (continuous fields): each cube pixel centre is projected into the store's
-CRS and the layer is interpolated between the four surrounding store cell centres, the weights of
-NaN cells left out (NaN when none is valid). The layers of the cells the cube needs (plus a margin
+CRS (exactly at the nodes of a 160 m lattice anchored at the grid's corner, bilinearly between
+them) and the layer is interpolated between the four surrounding store cell centres, the weights
+of NaN cells left out (NaN when none is valid). The layers of the cells the cube needs (plus a margin
 of two cells) are aggregated once, in one small array, and every output chunk interpolates from it
 pixel by pixel: the values do not depend on the cube's chunks. Nothing is read until computed
 (opening reads the store's metadata and coordinates only).
@@ -362,23 +363,65 @@ def _fractional(coords: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.interp(values, coords, idx, left=np.nan, right=np.nan)
 
 
+#: metres between the exactly projected nodes of the cube's lattice (see :func:`project_pixels`)
+LATTICE_M = 160.0
+
+
+def project_pixels(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    origin: tuple[float, float, float],
+    src_crs: str,
+    dst_crs: str,
+    lattice: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres ``x`` (columns) and ``y`` (rows) of the cube -> the store's CRS, 2-D.
+
+    Projecting every 10 m pixel costs about a second per megapixel; a projection is smooth, so
+    only the nodes of a lattice anchored at the grid's corner (``origin`` = left, top,
+    resolution; a node every ``lattice`` pixels, default :data:`LATTICE_M` metres: 16 pixels at
+    10 m, every pixel at 160 m or coarser) are projected exactly and the pixels between are
+    interpolated bilinearly: from EPSG:3338 at 10 m the error is below 0.3 mm into Daymet's
+    Lambert conformal conic and below 3 mm into lon/lat, across Alaska. The nodes belong to the
+    grid, not to a chunk: a pixel gets the same coordinates whatever chunk it is in.
+    """
+    left, top, res = origin
+    k = int(lattice) if lattice is not None else max(1, int(LATTICE_M // res))
+    col = np.rint((x - left) / res - 0.5).astype("int64")
+    row = np.rint((top - y) / res - 0.5).astype("int64")
+    rows = np.arange(row.min() // k * k, row.max() // k * k + k + 1, k)
+    cols = np.arange(col.min() // k * k, col.max() // k * k + k + 1, k)
+    nx_, ny_ = np.meshgrid(left + (cols + 0.5) * res, top - (rows + 0.5) * res)
+    node_x, node_y = _transformer(dst_crs, src_crs).transform(nx_, ny_)
+    node_x = np.where(np.isfinite(node_x), node_x, np.nan)
+    node_y = np.where(np.isfinite(node_y), node_y, np.nan)
+    a, b = (row - rows[0]) // k, (col - cols[0]) // k
+    wr, wc = ((row % k) / k)[:, None], (col % k) / k
+
+    def interp(n: np.ndarray) -> np.ndarray:
+        # along the columns on the node rows first (small), then along the rows
+        across = n[:, b] * (1 - wc) + n[:, b + 1] * wc
+        return across[a] * (1 - wr) + across[a + 1] * wr
+
+    return interp(node_x), interp(node_y)
+
+
 def bilinear_block(
     field: np.ndarray,
     *,
     src_x: np.ndarray,
     src_y: np.ndarray,
-    src_crs: str,
-    dst_crs: str,
-    x: np.ndarray,
-    y: np.ndarray,
+    sx: np.ndarray,
+    sy: np.ndarray,
 ) -> np.ndarray:
-    """``field`` ``(L, ny, nx)`` on source cell centres, bilinear at the pixel centres ``x``, ``y``.
+    """``field`` ``(L, ny, nx)`` on store cell centres ``src_y`` x ``src_x``, bilinear at the
+    points ``sx``, ``sy`` (2-D, in the store's CRS) -> ``(L, *sx.shape)`` float32.
 
-    Pointwise: each output pixel depends only on its own coordinates, so any chunking of the
-    output gives the same values. NaN cells get no weight; NaN where no neighbour is valid.
+    Pointwise: a pixel's value depends only on its point, so any chunking gives the same values.
+    NaN cells get no weight (coast pixels take the land cells'); NaN where no neighbour is valid
+    and outside the store.
     """
-    xx, yy = np.meshgrid(x, y)
-    sx, sy = _transformer(dst_crs, src_crs).transform(xx, yy)  # cube pixel -> store CRS
     fi = _fractional(src_y, np.asarray(sy, dtype="float64"))
     fj = _fractional(src_x, np.asarray(sx, dtype="float64"))
     ok = np.isfinite(fi) & np.isfinite(fj)
@@ -386,27 +429,32 @@ def bilinear_block(
     i0 = np.minimum(np.floor(fi).astype("int64"), src_y.size - 2)
     j0 = np.minimum(np.floor(fj).astype("int64"), src_x.size - 2)
     wi, wj = fi - i0, fj - j0
-    num = np.zeros((field.shape[0], *xx.shape))
-    den = np.zeros((field.shape[0], *xx.shape))
-    for di, dj, w in (
-        (0, 0, (1 - wi) * (1 - wj)),
-        (0, 1, (1 - wi) * wj),
-        (1, 0, wi * (1 - wj)),
-        (1, 1, wi * wj),
-    ):
-        v = field[:, i0 + di, j0 + dj]
-        good = np.isfinite(v)
-        num += np.where(good, v, 0.0) * w
-        den += np.where(good, w, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where((den > 0) & ok, num / den, np.nan)
-    return out.astype("float32")
-
-
-def _block(field, y, x, *, src_x, src_y, src_crs, dst_crs):
-    return bilinear_block(
-        field, src_x=src_x, src_y=src_y, src_crs=src_crs, dst_crs=dst_crs, x=x, y=y
+    flat = field.reshape(field.shape[0], -1)
+    at = i0 * src_x.size + j0
+    corners = (
+        (at, (1 - wi) * (1 - wj)),
+        (at + 1, (1 - wi) * wj),
+        (at + src_x.size, wi * (1 - wj)),
+        (at + src_x.size + 1, wi * wj),
     )
+    if not np.isnan(field).any():  # the same for every chunk: the whole field decides
+        out = sum(flat[:, idx] * w for idx, w in corners)
+    else:
+        num = np.zeros((field.shape[0], *sx.shape))
+        den = np.zeros((field.shape[0], *sx.shape))
+        for idx, w in corners:
+            v = flat[:, idx]
+            good = np.isfinite(v)
+            num += np.where(good, v, 0.0) * w
+            den += np.where(good, w, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(den > 0, num / den, np.nan)
+    return np.where(ok, out, np.nan).astype("float32")
+
+
+def _block(field, y, x, *, src_x, src_y, src_crs, dst_crs, origin):
+    sx, sy = project_pixels(x, y, origin=origin, src_crs=src_crs, dst_crs=dst_crs)
+    return bilinear_block(field, src_x=src_x, src_y=src_y, sx=sx, sy=sy)
 
 
 def climate_layer(
@@ -478,6 +526,7 @@ def climate_layer(
         src_y=src_y[wy].copy(),
         src_crs=crs.to_wkt(),
         dst_crs=grid.crs,
+        origin=(grid.left, grid.top, grid.resolution),
     )
     attrs = {
         "units": ", ".join(f"{b} {_UNITS[b]}" for b in layers),
