@@ -46,8 +46,8 @@ class GridCellEncoding(nn.Module):
 
     def forward(self, xy: Tensor) -> Tensor:
         cycles = xy.to(torch.float64) @ self.frequencies.to(xy.device)  # in cycles, float64
-        phase = (cycles - torch.floor(cycles)) * (2 * math.pi)
-        phase = phase.to(torch.float32)
+        # the fraction of a cycle (in (-1, 1): sine and cosine are periodic), then float32
+        phase = torch.frac(cycles).to(torch.float32).mul_(2 * math.pi)
         return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
 
 
