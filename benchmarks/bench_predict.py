@@ -10,8 +10,9 @@ One process, one raster, one window plan, side by side:
     ``torch.compile`` of the decode (what wins is kept; both are reported);
 (b) ``predict(cube, model).compute()`` on the threaded scheduler;
 (c) ``predict -> to_zarr`` of a cube *read from a Zarr store on disk* (not shipped in the graph):
-    threads vs a 2-worker process ``distributed.LocalCluster``; where the time goes (model loads,
-    task compute time summed per kind of task from the task stream, graph size);
+    threads vs a 2-worker process ``distributed.LocalCluster`` at 2 compute threads each, wall and
+    CPU seconds; where the time goes (one-off start-up, model loads per worker, task time per
+    kind of task from the task stream, graph size, the glibc allocator setting of the workers);
 (d) the Random Forest through the same path, and through a plain ``map_blocks``.
 
 Utilisation, against a matmul peak measured in the same run on the same threads:
@@ -23,7 +24,8 @@ Utilisation, against a matmul peak measured in the same run on the same threads:
 - *actual*: the FLOPs the new path really runs (counted with ``torch.utils.flop_counter``).
 
 Memory: the peak RSS rise above the starting RSS of ``predict -> to_zarr`` in a fresh subprocess
-at 1x, 10x and 100x a raster's area (the micro model, so the 100x run stays short).
+at 1x, 10x and 100x a raster's area (the micro model, so the 100x run stays short), the cube
+read lazily from a Zarr store (an in-memory cube would be counted in the rise: it is the raster).
 
     python benchmarks/bench_predict.py --small     # minutes on 2 CPU cores
     python benchmarks/bench_predict.py             # a bigger raster and the "tiny" MISO config
@@ -68,6 +70,8 @@ def _settings(small: bool) -> dict:
             "config": "micro",
             "old_batch": 8,
             "mem_base": 128,
+            "cluster_size": 512,
+            "cluster_chunks": 128,
         }
     return {
         "size": 256,
@@ -77,6 +81,8 @@ def _settings(small: bool) -> dict:
         "config": "tiny",
         "old_batch": 8,
         "mem_base": 128,
+        "cluster_size": 512,
+        "cluster_chunks": 256,
     }
 
 
@@ -288,13 +294,15 @@ import json, sys, tempfile, threading, time
 import psutil
 sys.path.insert(0, {bench!r}); sys.path.insert(0, {root!r})
 import bench_predict as b
+import rioxarray, xarray as xr
 from miso_xr.infer.predict import predict
 from miso_xr.io import to_zarr
 s = json.loads({settings!r})
 model = b.make_model(s, "micro")
 proc = psutil.Process()
+cube = xr.open_zarr({src!r})  # lazy: the cube stays on disk, as a real one would
+cube = cube.rio.write_crs("EPSG:3338")
 base = proc.memory_info().rss
-cube = b.make_cube({size}, s["chunks"])
 peak = [base]
 done = threading.Event()
 def sample():
@@ -303,23 +311,35 @@ def sample():
 threading.Thread(target=sample, daemon=True).start()
 t0 = time.perf_counter()
 with tempfile.TemporaryDirectory() as d:
-    to_zarr(predict(cube, model), d + "/m.zarr", progress=False)
+    maps = predict(cube, model)
+    to_zarr(maps, d + "/m.zarr", progress=False)
 dt = time.perf_counter() - t0
 done.set()
+peak[0] = max(peak[0], proc.memory_info().rss)
+tasks = len(maps.__dask_graph__())
 print(json.dumps({{"pixels": {size} ** 2, "rss_before_mib": base / 2**20,
                   "peak_rss_mib": peak[0] / 2**20, "rise_mib": (peak[0] - base) / 2**20,
-                  "seconds": dt, "input_mib": cube.nbytes / 2**20}}))
+                  "seconds": dt, "input_mib": cube.nbytes / 2**20, "graph_tasks": tasks}}))
 """
 
 
-def memory_at(size: int, s: dict) -> dict:
-    code = MEM_CHILD.format(bench=str(HERE), root=str(ROOT), settings=json.dumps(s), size=size)
+def memory_at(size: int, s: dict, tmp: str) -> dict:
+    """Peak RSS rise of ``predict -> to_zarr`` in a fresh process, the cube read from Zarr.
+
+    The cube is written to disk here first, so the child's starting RSS (taken once the model
+    is made and the cube opened lazily) holds neither the raster nor its making.
+    """
+    src = os.path.join(tmp, f"mem-{size}.zarr")
+    make_cube(size, s["chunks"]).to_zarr(src, mode="w")
+    code = MEM_CHILD.format(
+        bench=str(HERE), root=str(ROOT), settings=json.dumps(s), size=size, src=src
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _task_seconds(stream: list) -> dict:
-    """Compute seconds summed per kind of task (key prefix), from a distributed task stream."""
+    """Seconds summed per kind of task (key prefix) and action, from a distributed task stream."""
     from dask.utils import key_split
 
     out: dict = {}
@@ -328,23 +348,56 @@ def _task_seconds(stream: list) -> dict:
         for part in t.get("startstops", ()):
             out.setdefault(f"{name}:{part['action']}", 0.0)
             out[f"{name}:{part['action']}"] += part["stop"] - part["start"]
-    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:10])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:8])
 
 
-def cluster_from_files(model, s: dict, tmp: str) -> dict:
-    """(c): predict -> to_zarr of a cube read lazily from a Zarr store: threads vs processes."""
+def _cpu_seconds() -> float:
+    return time.process_time()
+
+
+def _worker_state() -> dict:
+    """What a worker process looks like after a run (called through ``client.run``)."""
+    import torch
+
+    from miso_xr.infer import workers
+
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "model_loads": sum(workers.LOADS.values()),
+        "mmap_threshold_raised": workers.tune_allocator(),
+        "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    }
+
+
+def cluster_from_files(model, s: dict, tmp: str, *, repeats: int = 3) -> dict:
+    """(c): predict -> to_zarr of a cube read lazily from a Zarr store: threads vs processes.
+
+    Like with like: 2 compute threads in both, i.e. the threaded scheduler with 2 threads and
+    torch on 1 thread, against 2 worker processes of 1 thread (torch 1 thread, the nanny's
+    OMP_NUM_THREADS=1). Everything is warm (one untimed write each first: the model loaded, the
+    first calls paid; those one-off seconds are reported apart). Two clusters run: one as
+    miso_xr leaves its workers (the glibc mmap threshold raised,
+    :func:`miso_xr.infer.workers.tune_allocator`) and one as dask's nanny starts them
+    (``MISO_XR_TUNE_MALLOC=0``). The timed writes take turns (threads, cluster, untuned
+    cluster, ``repeats`` rounds) so that a shared machine's load falls on all three alike; the
+    best of each is reported, with the CPU seconds of every process involved.
+    """
+    import contextlib
+
     import dask
     import distributed
     import rioxarray  # noqa: F401 - registers .rio
+    import torch
     import xarray as xr
 
     from miso_xr.infer.predict import predict
     from miso_xr.infer.workers import PrewarmModel, model_ref
     from miso_xr.io import to_zarr
 
+    size, chunks = s["cluster_size"], s["cluster_chunks"]
     src = os.path.join(tmp, "cube.zarr")
-    make_cube(s["size"], s["chunks"]).to_zarr(src, mode="w")
-    out = {}
+    make_cube(size, chunks).to_zarr(src, mode="w")
+    out: dict = {"pixels": size**2, "chunks": chunks, "repeats": repeats}
 
     def maps():
         cube = xr.open_zarr(src)
@@ -353,37 +406,94 @@ def cluster_from_files(model, s: dict, tmp: str) -> dict:
         return predict(cube, model)
 
     m = maps()
-    out["graph_tasks"] = len(m.probability.data.__dask_graph__())
+    graph = m.probability.data.__dask_graph__()
+    out["graph_tasks"] = len(graph)
     import pickle
 
-    out["graph_pickle_bytes"] = len(pickle.dumps(dict(m.probability.data.__dask_graph__())))
-    with dask.config.set(scheduler="threads"):
-        to_zarr(maps(), os.path.join(tmp, "warm.zarr"), progress=False, overwrite=True)
+    out["graph_pickle_bytes"] = len(pickle.dumps(dict(graph)))
+    out["model_file_bytes"] = os.path.getsize(model.source)
+
+    def write(name: str, client=None) -> tuple[float, float]:
+        """(seconds, CPU seconds of this process and of ``client``'s workers)."""
+
+        def cpu() -> float:
+            workers = sum(client.run(_cpu_seconds).values()) if client is not None else 0.0
+            return _cpu_seconds() + workers
+
+        c0 = cpu()
         t0 = time.perf_counter()
-        to_zarr(maps(), os.path.join(tmp, "t.zarr"), progress=False, overwrite=True)
-        out["threads_seconds"] = time.perf_counter() - t0
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=40,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        t0 = time.perf_counter()
-        client.register_plugin(PrewarmModel(model_ref(model)))
-        out["cluster_prewarm_seconds"] = time.perf_counter() - t0
-        out["worker_torch_threads"] = list(
-            client.run(lambda: __import__("torch").get_num_threads()).values()
-        )
-        with distributed.get_task_stream(client) as ts:
-            t0 = time.perf_counter()
-            to_zarr(maps(), os.path.join(tmp, "c.zarr"), progress=False, overwrite=True)
-            out["cluster_seconds"] = time.perf_counter() - t0
-        out["cluster_task_seconds"] = _task_seconds(ts.data)
-    out["cluster_vs_threads"] = out["cluster_seconds"] / out["threads_seconds"]
+        to_zarr(maps(), os.path.join(tmp, name), progress=False, overwrite=True)
+        dt = time.perf_counter() - t0
+        return dt, cpu() - c0
+
+    threads_before = torch.get_num_threads()
+    env_before = os.environ.get("MISO_XR_TUNE_MALLOC")
+    labels = {"threads": None, "cluster": "1", "cluster_untuned": "0"}
+    runs: dict = {k: {} for k in labels}
+    clients: dict = {}
+    torch.set_num_threads(1)
+    try:
+        with contextlib.ExitStack() as stack:
+            for label, tune in labels.items():
+                if tune is None:
+                    continue
+                os.environ["MISO_XR_TUNE_MALLOC"] = tune  # the workers inherit it as they spawn
+                t0 = time.perf_counter()
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=2,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=40,
+                    )
+                )
+                client = stack.enter_context(distributed.Client(cluster, set_as_default=False))
+                runs[label]["start_seconds"] = time.perf_counter() - t0
+                clients[label] = client
+                t0 = time.perf_counter()
+                client.register_plugin(PrewarmModel(model_ref(model)))
+                runs[label]["prewarm_seconds"] = time.perf_counter() - t0
+
+            def where(label: str):
+                if label == "threads":
+                    return dask.config.set(scheduler="threads", num_workers=2)
+                return clients[label].as_current()
+
+            for label in labels:
+                with where(label):
+                    runs[label]["first_write_seconds"] = write(f"{label}.zarr", clients.get(label))[
+                        0
+                    ]
+            times: dict = {k: [] for k in labels}
+            streams: dict = {}
+            for _ in range(repeats):
+                for label in labels:
+                    with where(label), contextlib.ExitStack() as inner:
+                        if label != "threads":
+                            ts = inner.enter_context(distributed.get_task_stream(clients[label]))
+                        times[label].append(write(f"{label}.zarr", clients.get(label)))
+                    if label != "threads":
+                        streams.setdefault(label, []).extend(ts.data)
+            for label in labels:
+                r = runs[label]
+                r["all_seconds"] = [t for t, _ in times[label]]
+                r["seconds"], r["cpu_seconds"] = min(times[label])
+                if label != "threads":
+                    r["task_seconds_per_write"] = {
+                        k: v / repeats for k, v in _task_seconds(streams[label]).items()
+                    }
+                    r["workers"] = list(clients[label].run(_worker_state).values())
+    finally:
+        torch.set_num_threads(threads_before)
+        if env_before is None:
+            os.environ.pop("MISO_XR_TUNE_MALLOC", None)
+        else:
+            os.environ["MISO_XR_TUNE_MALLOC"] = env_before
+    for label in labels:
+        runs[label]["vs_threads"] = runs[label]["seconds"] / runs["threads"]["seconds"]
+        runs[label]["cpu_vs_threads"] = runs[label]["cpu_seconds"] / runs["threads"]["cpu_seconds"]
+    out.update(runs)
     return out
 
 
@@ -469,7 +579,9 @@ def main(argv: list[str] | None = None) -> dict:
     _save(res, args.out)
     if not args.no_memory:
         base = s["mem_base"]
-        res["memory"] = {f"{k}x": memory_at(int(round(base * k**0.5)), s) for k in (1, 10, 100)}
+        res["memory"] = {
+            f"{k}x": memory_at(int(round(base * k**0.5)), s, tmp) for k in (1, 10, 100)
+        }
         m = res["memory"]
         res["memory"]["rise_growth_10x_to_100x"] = m["100x"]["rise_mib"] / m["10x"]["rise_mib"] - 1
     best = max(res["a_new_path"]["pixels_per_s"], res["b_threads"]["pixels_per_s"])
@@ -593,12 +705,31 @@ def _print_table(res: dict) -> None:
     if "c_files" in res:
         c = res["c_files"]
         print(
-            f"(c) predict->to_zarr from a Zarr cube: threads {c['threads_seconds']:.2f} s, "
-            f"2-process LocalCluster {c['cluster_seconds']:.2f} s "
-            f"(x{c['cluster_vs_threads']:.2f}); prewarm {c['cluster_prewarm_seconds']:.2f} s; "
-            f"graph {c['graph_tasks']} tasks, {c['graph_pickle_bytes'] / 1e3:.0f} kB"
+            f"(c) predict->to_zarr, cube read from Zarr ({c['pixels']:.3g} px, chunks "
+            f"{c['chunks']}; graph {c['graph_tasks']} tasks, {c['graph_pickle_bytes'] / 1e3:.0f} kB"
+            f" for a {c['model_file_bytes'] / 1e6:.2f} MB model); 2 compute threads each, warm, "
+            f"best of {c['repeats']} taking turns:"
         )
-        for k, sec in c["cluster_task_seconds"].items():
+        print(f"    {'run':40s} {'seconds':>8s} {'x threads':>9s} {'CPU s':>7s} {'x threads':>9s}")
+        for key, name in (
+            ("threads", "threads (2 threads, torch 1 thread)"),
+            ("cluster", "LocalCluster 2 procs x 1 thread"),
+            ("cluster_untuned", "  same, mmap threshold left frozen"),
+        ):
+            r = c[key]
+            print(
+                f"    {name:40s} {r['seconds']:8.2f} {r['vs_threads']:9.2f} "
+                f"{r['cpu_seconds']:7.2f} {r['cpu_vs_threads']:9.2f}"
+            )
+        r = c["cluster"]
+        print(
+            f"    one-off: cluster start {r['start_seconds']:.1f} s, prewarm (torch import, model "
+            f"load, one window) {r['prewarm_seconds']:.1f} s, first write "
+            f"{r['first_write_seconds']:.1f} s (threads: {c['threads']['first_write_seconds']:.1f}"
+            f" s); model loads per worker {[w['model_loads'] for w in r['workers']]}; task "
+            "seconds per write:"
+        )
+        for k, sec in r["task_seconds_per_write"].items():
             print(f"    {k:50s} {sec:8.2f} s")
     d = res["d_random_forest"]
     print(

@@ -163,3 +163,38 @@ def test_to_zarr_on_the_cluster_matches_threads(client, toy, tmp_path):
     assert np.array_equal(back.label.values, local.label.values)
     assert np.nanmax(np.abs(back.probability.values - local.probability.values)) <= 1e-6
     assert len(list((tmp_path / "c.zarr" / ".miso_progress" / "chunks").iterdir())) == 12
+
+
+def test_cluster_workers_raise_the_frozen_mmap_threshold(client, toy):
+    import platform
+
+    # dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_, which freezes glibc's mmap
+    # threshold at 128 KiB (every large tensor a fresh, zeroed mmap): the first model load raises it
+    client.compute(predict(toy_cube(32, 32, chunks=16), toy, window=8, stride=4)).result()
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert set(client.run(workers.tune_allocator).values()) == {glibc}
+
+
+@pytest.mark.parametrize(
+    ("env", "raised"),
+    [
+        ({"MALLOC_TRIM_THRESHOLD_": "65536"}, True),
+        ({}, False),  # glibc's dynamic threshold is left alone
+        ({"MALLOC_TRIM_THRESHOLD_": "65536", "MISO_XR_TUNE_MALLOC": "0"}, False),
+        ({"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "4096"}, False),
+    ],
+)
+def test_tune_allocator_only_when_dask_froze_the_threshold(env, raised):
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "MISO_XR_TUNE"))}
+    code = "from miso_xr.infer.workers import tune_allocator as t; print(t(), t())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    want = raised and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.split() == [str(want)] * 2  # once per process, the same answer after
