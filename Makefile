@@ -28,8 +28,10 @@ $(DOCS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,docs]"
 	touch $(DOCS_STAMP)
 
+# GALLERY=--quick executes the notebooks on CI's small settings (minutes instead of tens of them)
+GALLERY ?=
 docs: $(DOCS_STAMP)
-	$(BIN)/python docs/gallery.py
+	$(BIN)/python docs/gallery.py $(GALLERY)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)

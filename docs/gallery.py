@@ -5,7 +5,8 @@
 fails on any error. A notebook whose metadata names a folder of ``../shared/data``
 (``{"miso_xr": {"needs": "..."}}``) is not executed when that folder is missing: its copy says so.
 
-Run: ``python docs/gallery.py [--quick] [NAME ...]``.
+Run: ``python docs/gallery.py [--quick] [NAME ...]`` (``make docs GALLERY=--quick`` builds the site
+on CI's small settings).
 """
 
 from __future__ import annotations
@@ -136,8 +137,14 @@ def save_last_figure(nb, path: Path) -> None:
         if "image/png" in o.get("data", {})
     ]
     if pngs:
+        import io
+
+        from PIL import Image
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(pngs[-1]))
+        # 256 colours: the README's copy stays a few hundred kB (maps are noisy for PNG)
+        image = Image.open(io.BytesIO(base64.b64decode(pngs[-1]))).convert("RGB")
+        image.quantize(colors=256).save(path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:
