@@ -491,6 +491,12 @@ def train(
             else:
                 stale += 1
                 if patience is not None and val_crops is not None and stale >= patience:
+                    # tqdm counts an epoch when the next starts: count this one, and say why
+                    # the bar ends short of `epochs`
+                    bar.update(1)
+                    bar.set_description(
+                        f"train MISO (stopped early; best {watch_name} at epoch {best['epoch']})"
+                    )
                     break
         bar.close()
         if best["state"] is not None:
