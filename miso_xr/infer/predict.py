@@ -2,10 +2,11 @@
 
 How it works
 ------------
-The cube's modalities are stacked into one ``(band, y, x)`` Dask array in the model's band order and
-given a halo of NaN-padded neighbouring pixels (``dask.array.overlap.overlap``) just wide enough for
-every window of the global lattice (:mod:`miso_xr.infer.windows`) that touches a chunk. One task per
-chunk then fetches the model from its process cache (:mod:`miso_xr.infer.workers`), runs the
+The cube's modalities are stacked into one ``(band, y, x)`` Dask array in the model's band order (one
+blockwise task per chunk). One task per chunk then cuts a halo of neighbouring pixels (NaN beyond the
+grid) just wide enough for every window of the global lattice (:mod:`miso_xr.infer.windows`) that
+touches the chunk from its 8 neighbouring chunks (:mod:`miso_xr.infer.halo`: one lazy layer, so the
+graph of a statewide cube builds in constant time and a few of its chunks compute alone), fetches the model from its process cache (:mod:`miso_xr.infer.workers`), runs the
 lattice's windows in batches, blends them with a Gaussian weight and keeps the chunk's own pixels.
 Because windows sit on the grid's lattice, not the chunk's, the maps do not depend on the chunking
 (up to float rounding, well below 1e-5).
@@ -27,6 +28,7 @@ from ..cube.grid import Grid, band_dim
 from ..exceptions import IncompatibleCubeError, InputError, MissingBandError, RechunkWarning
 from ..spec import CLASS_DIM
 from .batching import auto_batch_size
+from .halo import map_halo
 from .windows import WindowPlan, blend_windows
 from .workers import ModelRef, device_lock, get_model, model_ref, resolve_device
 
@@ -197,7 +199,6 @@ def predict(
     >>> maps.label.sel(x=x, y=y, method="nearest").item()                 # doctest: +SKIP
     1
     """
-    import dask.array as da
     from dask.array.overlap import ensure_minimum_chunksize
 
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -258,9 +259,6 @@ def predict(
         )
         ychunks, xchunks = tuple(new_y), tuple(new_x)
         stack = stack.rechunk({1: ychunks, 2: xchunks})
-    overlapped = da.overlap.overlap(
-        stack, depth={0: 0, 1: hy, 2: hx}, boundary={0: "none", 1: np.nan, 2: np.nan}
-    )
     k = len(spec.classes)
     block_kwargs = {
         "ref": ref,
@@ -275,13 +273,16 @@ def predict(
         "k": k,
     }
     with _annotations():
-        prob = da.map_blocks(
+        # one lazy layer: each task cuts its halo from its neighbours (dask's overlap would list
+        # a getitem per neighbour strip and a concatenate per chunk, for every chunk of the cube)
+        prob = map_halo(
             _predict_block,
-            overlapped,
+            stack,
+            (hy, hx),
+            name="miso-predict-" + _token(stack.name, block_kwargs),
             chunks=((k,), ychunks, xchunks),
             dtype=np.float32,
             meta=np.empty((0, 0, 0), dtype=np.float32),
-            name="miso-predict-" + _token(overlapped, block_kwargs),
             **block_kwargs,
         )
     return _as_dataset(cube, prob, spec, plan, ref, outputs, mc)
@@ -339,13 +340,20 @@ def _cluster_has_gpu_resource() -> bool:
 
 
 def _stack(cube: xr.Dataset, spec: Any):
-    """The model's bands of every modality, in order, as one float32 ``(band, y, x)`` dask array."""
+    """The model's bands of every modality, in order, as one float32 ``(band, y, x)`` dask array.
+
+    One blockwise task per chunk picks and joins the bands (no per-chunk getitem, concatenate or
+    rechunk layers: the graph stays lazy and constant-size however many chunks the cube has).
+    """
     import dask.array as da
 
-    arrays, counts = [], []
+    arrays, picks, counts = [], [], []
     chunks = first = None
     for mod, bands in spec.modalities:
-        var = cube[mod].sel({band_dim(mod): list(bands)})
+        var = cube[mod]
+        dim = band_dim(mod)
+        have = [str(b) for b in var[dim].values]
+        idx = [have.index(b) for b in bands]
         data = var.data
         if not isinstance(data, da.Array):
             data = da.from_array(np.asarray(data), chunks=(-1, 1024, 1024))
@@ -364,11 +372,29 @@ def _stack(cube: xr.Dataset, spec: Any):
                 "joined into one, because the model reads all bands of a pixel together; chunk "
                 f"only y and x ({band_dim(mod)}: -1) to avoid this"
             )
-        data = data.rechunk((-1, *chunks))
-        arrays.append(data.astype(np.float32, copy=False))
+        if data.chunks[1:] != chunks or len(data.chunks[0]) > 1:
+            data = data.rechunk((-1, *chunks))
+        arrays.append(data)
+        picks.append(None if idx == list(range(len(have))) else tuple(idx))
         counts.append((mod, len(bands)))
-    stack = da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
-    return stack.rechunk({0: -1}), tuple(counts)
+    total = sum(n for _, n in counts)
+    assert chunks is not None
+    stack = da.map_blocks(
+        _stack_block,
+        *arrays,
+        picks=tuple(picks),
+        chunks=((total,), *chunks),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+        name="miso-stack-" + _token([a.name for a in arrays], picks),
+    )
+    return stack, tuple(counts)
+
+
+def _stack_block(*blocks: np.ndarray, picks: tuple[tuple[int, ...] | None, ...]) -> np.ndarray:
+    parts = [b if p is None else b[list(p)] for b, p in zip(blocks, picks)]
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return out.astype(np.float32, copy=False)
 
 
 def _sizes(chunks: Sequence[int]) -> str:
