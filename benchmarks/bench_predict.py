@@ -24,6 +24,9 @@ Utilisation, against a matmul peak measured in the same run on the same threads:
   peak. The restructured decode does less work than that, so this can pass 100 %;
 - *actual*: the FLOPs the new path really runs (counted with ``torch.utils.flop_counter``).
 
+(a) is also given in CPU seconds (all threads) against the peak per CPU-second: on a shared
+machine the wall clock mostly measures the share of the cores the process got.
+
 Memory: the peak RSS rise above the starting RSS of ``predict -> to_zarr`` in a fresh subprocess
 at 1x, 10x and 100x a raster's area (the micro model, so the 100x run stays short), the cube
 read lazily from a Zarr store (an in-memory cube would be counted in the rise: it is the raster).
@@ -139,12 +142,12 @@ def _windows(arr, plan, h, w, pad):
 
 def bare_loop(
     cube, model, s: dict, *, old: bool, stride: int | None = None
-) -> tuple[float, int, np.ndarray]:
+) -> tuple[float, int, np.ndarray, float]:
     """(a): the lattice windows of the whole raster, batched through the model, blended.
 
     ``old``: the path of before (points queried, 8 windows per call, Gaussian sigma W/8);
     else the new one (dense decode, automatic batch, the plan's default blending), on the
-    settings' stride or on ``stride``.
+    settings' stride or on ``stride``. Returns wall seconds, windows, the map, CPU seconds.
     """
     from miso_xr.cube.grid import Grid
     from miso_xr.infer.batching import auto_batch_size
@@ -161,7 +164,7 @@ def bare_loop(
     g = Grid.from_dataset(cube)
     h, w = g.height, g.width
     pad = plan.window
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     padded = np.pad(arr, ((0, 0), (pad, pad), (pad, pad)), constant_values=np.nan)
     rr, cc = _windows(arr, plan, h, w, pad)
     offs = np.arange(plan.window)
@@ -182,7 +185,7 @@ def bare_loop(
             probs, br, bc, origin=(0, 0), shape=(h, w), weights=plan.weights(), out=acc
         )
     prob = acc[0] / acc[1]
-    return time.perf_counter() - t0, int(rr.size), prob
+    return time.perf_counter() - t0, int(rr.size), prob, time.process_time() - c0
 
 
 def _inputs(n: int, win: int) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -232,19 +235,23 @@ def naive_flops_per_window(model, s: dict) -> float:
     return rest + n_mod * px * naive_liif
 
 
-def matmul_peak(seconds: float = 2.0) -> float:
-    """fp32 matmul FLOP/s on this CPU, with torch's current threads (best of several runs)."""
+def matmul_peak(seconds: float = 2.0, *, cpu: bool = False) -> float:
+    """fp32 matmul FLOP/s on this CPU, with torch's current threads (best of several runs).
+
+    ``cpu``: FLOPs per CPU-second (all threads' CPU time), the peak of one core.
+    """
     import torch
 
     n = 1024
+    clock = time.process_time if cpu else time.perf_counter
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
     best, t_end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < t_end:  # bounded by the time budget
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(4):
             torch.mm(a, b)
-        best = max(best, 4 * 2 * n**3 / (time.perf_counter() - t0))
+        best = max(best, 4 * 2 * n**3 / max(clock() - t0, 1e-9))
     return best
 
 
@@ -558,14 +565,32 @@ def main(argv: list[str] | None = None) -> dict:
     # alternated, best of --repeats: a shared machine's load changes from one second to the next
     # and the cheaper plan: a stride of 3/4 of the window, Tukey blending (not the default)
     long = 3 * s["window"] // 4
-    t_old = t_new = t_long = float("inf")
+    t_old = t_new = t_long = c_old = c_new = c_long = float("inf")
     for _ in range(args.repeats):
-        t, n_old, prob_old = bare_loop(cube, model, s, old=True)
-        t_old = min(t_old, t)
-        t, n_new, prob_new = bare_loop(cube, model, s, old=False)
-        t_new = min(t_new, t)
-        t, n_long, _ = bare_loop(cube, model, s, old=False, stride=long)
-        t_long = min(t_long, t)
+        t, n_old, prob_old, c = bare_loop(cube, model, s, old=True)
+        t_old, c_old = min(t_old, t), min(c_old, c)
+        t, n_new, prob_new, c = bare_loop(cube, model, s, old=False)
+        t_new, c_new = min(t_new, t), min(c_new, c)
+        t, n_long, _, c = bare_loop(cube, model, s, old=False, stride=long)
+        t_long, c_long = min(t_long, t), min(c_long, c)
+    # the same in CPU seconds, against the peak per CPU-second: what a shared machine's wall
+    # clock hides (the process gets a varying share of the cores)
+    peak_cpu = matmul_peak(cpu=True)
+    res["matmul_peak_flops_per_cpu_s"] = peak_cpu
+    res["a_cpu"] = {
+        name: {
+            "cpu_seconds": c,
+            "pixels_per_cpu_s": pixels / c,
+            "speedup_vs_old": c_old / c,
+            "effective_utilisation": naive * n_old / c / peak_cpu,
+            "actual_utilisation": flops * n / c / peak_cpu,
+        }
+        for name, c, n, flops in (
+            ("old_path", c_old, n_old, res["flops_per_window"]["query_path"]),
+            ("new_path", c_new, n_new, actual),
+            ("new_path_stride_3w4", c_long, n_long, actual),
+        )
+    }
     res["a_old_path"] = {
         "seconds": t_old,
         "windows": n_old,
@@ -729,6 +754,14 @@ def _print_table(res: dict) -> None:
         f"new / old pixels per second: {res['a_new_path']['speedup_vs_old']:.2f}x (stride 3W/4: "
         f"{res['a_new_path_stride_3w4']['speedup_vs_old']:.2f}x, not the default)"
     )
+    print(f"the same in CPU seconds (peak {res['matmul_peak_flops_per_cpu_s']:.3g} FLOP/cpu-s):")
+    print(f"{'run':30s} {'cpu s':>9s} {'px/cpu-s':>10s} {'eff. util':>9s} {'act. util':>9s}")
+    for key, r in res["a_cpu"].items():
+        print(
+            f"{'(a) ' + key.replace('_', ' '):30s} {r['cpu_seconds']:9.2f} "
+            f"{r['pixels_per_cpu_s']:10.0f} {100 * r['effective_utilisation']:8.1f}% "
+            f"{100 * r['actual_utilisation']:8.1f}%  x{r['speedup_vs_old']:.2f}"
+        )
     b = res["b_threads"]
     print(
         f"{'(b) predict, threads':30s} {b['seconds']:9.2f} {b['pixels_per_s']:10.0f}  "
