@@ -25,8 +25,8 @@ from pyproj import CRS, Transformer
 from miso_xr.cube.grid import Grid
 from miso_xr.cube.stac import open_stac
 from miso_xr.cube.stac.climate import CLIMATE_BANDS
-from miso_xr.exceptions import CatalogError, InputError, MissingBandError
-from tests.servers import range_server, stac_api
+from miso_xr.exceptions import CatalogError, CatalogUnreachableError, InputError, MissingBandError
+from tests.servers import free_port, range_server, stac_api
 
 BBOX = (-147.8, 65.0, -147.4, 65.2)  # ~19 x 22 km near Fairbanks
 RES = 250.0
@@ -241,6 +241,11 @@ def api(tmp_path_factory):
                 },
             ),
             _collection("no-zarr", {}),
+            _collection(
+                "store-gone",
+                {"zarr-https": {**zarr_https, "href": f"{http.url}/monthly/gone.zarr"}},
+                _daymet_dims(daymet),
+            ),
         ]
         hrefs = []
         for d in docs:
@@ -428,6 +433,8 @@ def test_climate_beside_other_modalities_keeps_the_order_asked(api, tmp_path):
         (dict(collections={"climate": "daymet-no-tmin"}), MissingBandError,
          r"na_no_tmin\.zarr.*no tmin variable \(looked for \['tmin', 'tasmin'\]\).*\['prcp', 'tmax'\]"),
         (dict(bbox=(-120.0, 45.0, -119.9, 45.1)), InputError, r"lies outside the climate store"),
+        (dict(collections={"climate": "store-gone"}), CatalogError,
+         r"climate store http://127\.0\.0\.1:\d+/monthly/gone\.zarr could not be opened as Zarr"),
     ],
 )  # fmt: skip
 def test_bad_climate_inputs_are_one_clear_error(api, kwargs, error, match):
@@ -529,3 +536,9 @@ def test_ten_metre_cube_is_chunk_invariant_and_projected_to_the_millimetre(api):
                             dst_crs=grid.crs)  # fmt: skip
     np.testing.assert_array_equal(bx, px[11:70, 37:90])
     np.testing.assert_array_equal(by, py[11:70, 37:90])
+
+
+def test_unreachable_catalog_is_one_clear_error():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(CatalogUnreachableError, match=f"the STAC API {url} did not answer"):
+        open_stac(bbox=BBOX, catalog=url, modalities=("climate",), climate_years=2019, timeout=2)
