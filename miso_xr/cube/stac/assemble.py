@@ -274,7 +274,7 @@ def open_stac(
             mod,
             colls[mod],
             given=given,
-            alone=len(mods) == 1,
+            alone=len([m for m in mods if m != "climate"]) == 1,
             url=url,
             bbox=(w, s, e, n),
             datetime=datetime,
