@@ -90,3 +90,22 @@ def test_cli_seed_reaches_training(tmp_path, capsys):
     capsys.readouterr()
     assert all(np.array_equal(a[k], again[k]) for k in a)  # the same seed: the same model
     assert not all(np.array_equal(a[k], other[k]) for k in a)
+
+
+def test_a_bar_stopped_early_counts_its_last_epoch_and_says_why(capsys):
+    cube, obs = _scene()
+    model = train(
+        cube,
+        obs.iloc[:100],
+        val_obs=obs.iloc[100:],
+        config=MICRO,
+        epochs=30,
+        lr=3e-2,  # too high on purpose: validation stops improving soon
+        patience=2,
+        progress=True,
+    )
+    tr = model.training
+    assert tr["epochs"] < 30
+    printed = capsys.readouterr().err.split("\r")[-1]  # the bar's last state
+    assert f"| {tr['epochs']}/30 [" in printed
+    assert f"stopped early; best val_loss at epoch {tr['best_epoch']}" in printed

@@ -398,15 +398,17 @@ def train(
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         watch_name = "val_loss" if val_crops is not None else "training loss"
+        # a manual bar: one iterated over counts an epoch only when the next starts, so a run
+        # stopped early would end a step short
         bar = tqdm(
-            range(epochs),
+            total=epochs,
             desc=f"train MISO (best by {watch_name})",
             unit="epoch",
             disable=not show_progress(progress),
         )
         stale = 0
         frozen = _freeze(net, pretrained, freeze_epochs > 0)
-        for epoch in bar:
+        for epoch in range(epochs):
             if frozen and epoch >= freeze_epochs:
                 frozen = _freeze(net, pretrained, False)
             net.train()
@@ -478,7 +480,9 @@ def train(
             bar.set_postfix(
                 loss=f"{rec['loss']:.3f}",
                 **({"val": f"{rec['val_loss']:.3f}"} if "val_loss" in rec else {}),
+                refresh=False,
             )
+            bar.update(1)
             watch = rec.get("val_loss", rec["loss"])
             if watch < best["loss"]:
                 best = {
@@ -491,10 +495,7 @@ def train(
             else:
                 stale += 1
                 if patience is not None and val_crops is not None and stale >= patience:
-                    # tqdm counts an epoch when the next starts: count this one, and say why
-                    # the bar ends short of `epochs`
-                    bar.update(1)
-                    bar.set_description(
+                    bar.set_description(  # why the bar ends short of `epochs`
                         f"train MISO (stopped early; best {watch_name} at epoch {best['epoch']})"
                     )
                     break
