@@ -8,7 +8,9 @@ writes it into the store, and only then records the chunk as finished: a small m
 ``.miso_progress/chunks/<row>.<col>`` written atomically (temporary name, then rename) after the
 chunk's data. A write that is killed (SIGKILL, a lost node, a closed laptop) and started again with
 the same maps skips every chunk whose marker exists, so finished chunks are never recomputed, and ends
-identical to a write that was never interrupted. The template's fingerprint (a sha256 of dims,
+identical to a write that was never interrupted. The chunks are computed in tiles of
+:data:`TILE` x :data:`TILE` chunks, one tile after another (two in flight on a cluster), so the
+memory a write needs does not grow with the map. The template's fingerprint (a sha256 of dims,
 shapes, chunks, dtypes, attributes and coordinate values) is stored with the metadata
 (``miso_xr_template`` attribute) and in ``.miso_progress/template.json``; resuming into a store made
 from other maps is refused. Zarr readers ignore the ``.miso_progress`` folder.
@@ -92,7 +94,7 @@ def to_zarr(
         ``{"probability": {"dtype": "float16"}}``). Part of the fingerprint: a resume with
         another encoding is refused.
     progress
-        Show a progress bar (dask's ``ProgressBar`` locally, tqdm on a distributed cluster);
+        Show a progress bar of the chunks written (tqdm, locally and on a cluster);
         default: in a terminal or notebook only.
     overwrite
         The same as ``mode="w"`` (kept for the command line's ``--overwrite``).
@@ -181,7 +183,7 @@ def to_zarr(
         key = f"miso-zarr-done-{dask.base.tokenize(target, fp, todo)}"
         return finish(target, root, local, options, *tasks, dask_key_name=key)
     if tasks:
-        _compute(tasks, show_progress(progress))
+        _compute(_tiles(todo, tasks), show_progress(progress))
     _mark_finished(target, options)
     _put(fs, root, f"{PROGRESS}/complete", b"", local)
     return target
@@ -459,7 +461,27 @@ def _write_region(
     return marker
 
 
-def _compute(tasks: list, progress: bool) -> None:
+#: chunks per side of the tiles a write computes one after another (see :func:`_tiles`)
+TILE = 8
+
+
+def _tiles(todo: list, tasks: list, tile: int | None = None) -> list[list]:
+    """The chunk tasks grouped in ``tile`` x ``tile`` tiles of chunks, tile rows first.
+
+    A map's chunk needs its neighbours' inputs, so a single compute of a whole map keeps about
+    two rows of input chunks alive and holds every task of the map in the scheduler: memory that
+    grows with the raster. Computed a tile at a time, memory stays that of one tile whatever the
+    raster's size; the input chunks along a tile's border are read again by the next tile
+    (about ``4 / tile`` more reads than chunks: the model's work is not repeated).
+    """
+    tile = TILE if tile is None else tile
+    groups: dict[tuple[int, int], list] = {}
+    for (i, j), task in zip(todo, tasks):
+        groups.setdefault((i // tile, j // tile), []).append(task)
+    return [groups[k] for k in sorted(groups)]
+
+
+def _compute(tiles: list[list], progress: bool) -> None:
     import dask
 
     from .infer.predict import _cluster_has_gpu_resource
@@ -467,34 +489,33 @@ def _compute(tasks: list, progress: bool) -> None:
     # dask's graph optimisation drops the predict tasks' GPU resource annotations (dask#7036):
     # keep the graph as built when the cluster has GPUs to schedule
     optimize = not _cluster_has_gpu_resource()
-    client = None
     try:
         from distributed import default_client
 
         client = default_client()
     except (ImportError, ValueError):
         client = None
-    if client is not None and dask.config.get("scheduler", None) in (None, "dask.distributed"):
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        client = None
+    from tqdm.auto import tqdm
+
+    total = sum(map(len, tiles))
+    with tqdm(total=total, desc="to_zarr", unit="chunk", disable=not progress) as bar:
+        if client is None:
+            for tile in tiles:
+                dask.compute(*tile, optimize_graph=optimize)
+                bar.update(len(tile))
+            return
         from distributed import as_completed
 
-        futures = client.compute(tasks, optimize_graph=optimize)
-        if progress:
-            from tqdm.auto import tqdm
-
-            for fut in tqdm(
-                as_completed(futures), total=len(futures), desc="to_zarr", unit="chunk"
-            ):
+        # two tiles in flight: the workers start the next while the last of one finishes
+        pending = [client.compute(tile, optimize_graph=optimize) for tile in tiles[:1]]
+        for nxt in [*tiles[1:], None]:
+            if nxt is not None:
+                pending.append(client.compute(nxt, optimize_graph=optimize))
+            for fut in as_completed(pending.pop(0)):
                 fut.result()
-        else:
-            client.gather(futures)
-        return
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            dask.compute(*tasks, optimize_graph=optimize)
-    else:
-        dask.compute(*tasks, optimize_graph=optimize)
+                bar.update(1)
 
 
 # ---- COG ------------------------------------------------------------------------------------------
