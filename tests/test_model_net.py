@@ -172,3 +172,36 @@ def test_tiny_is_small_and_base_is_swin_v2_b_sized():
     # torchvision swin_v2_b has 87,930,848 parameters; less its norm (2,048) and head
     # (1,025,000); our patch conv reads 9 bands instead of 3 (+ 6 * 128 * 16 = 12,288)
     assert enc == 87_930_848 - 2_048 - 1_025_000 + 12_288
+
+
+def test_pixel_skip_brings_the_pixel_itself_to_the_prediction():
+    """One pixel changed moves the prediction at that pixel, and not two pixels away."""
+    import dataclasses
+
+    bands = {"covariates": 6}
+    torch.manual_seed(0)
+    net = MisoNet(SMALL, bands, 1, location=False).eval()
+    assert SMALL.pixel_skip and hasattr(net, "pixel")
+    images, _, _ = _batch(bands, b=1, q=1)
+    size = images["covariates"].shape[-1]
+    centre = lambda r, c: torch.tensor([[[(2 * c + 1) / size - 1, (2 * r + 1) / size - 1]]])  # noqa: E731
+    with torch.no_grad():
+        # only the pixel branch: what the encoders see of one pixel is blended away over patches
+        for p in net.encoders.parameters():
+            p.zero_()
+        changed = {"covariates": images["covariates"].clone()}
+        changed["covariates"][0, :, 10, 10] += 5.0
+        here = net(changed, centre(10, 10)).logits - net(images, centre(10, 10)).logits
+        there = net(changed, centre(10, 12)).logits - net(images, centre(10, 12)).logits
+        assert here.abs().item() > 1e-3
+        assert there.abs().item() == 0.0
+        # the dense path reads the same pixel values as the query path
+        dense = net.decode(net.encode(changed), None, None, changed).logits
+        assert torch.allclose(dense[0, 10 * size + 10], net(changed, centre(10, 10)).logits[0, 0])
+    with pytest.raises(InputError, match="pixel_skip"):
+        net.decode(net.encode(images), centre(1, 1), None)
+    # the paper's net has no pixel branch; checkpoints written before the skip load without it
+    plain = MisoNet(dataclasses.replace(SMALL, pixel_skip=False), bands, 1, location=False)
+    assert not hasattr(plain, "pixel")
+    old = {k: v for k, v in SMALL.to_dict().items() if k != "pixel_skip"}
+    assert MisoConfig.from_dict(old).pixel_skip is False

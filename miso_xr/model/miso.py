@@ -149,6 +149,8 @@ class MisoNet(nn.Module):
                 for m in self.bands
             }
         )
+        if c.pixel_skip:
+            self.pixel = nn.ModuleDict({m: nn.Linear(n, c.width) for m, n in self.bands.items()})
         self.project = nn.ModuleDict({m: _mlp_norm(c.width) for m in self.bands})
         self.visual = _mlp_norm(c.width)
         half = max(1, c.fusion_hidden // 2)
@@ -200,7 +202,11 @@ class MisoNet(nn.Module):
         return out
 
     def decode(
-        self, features: Mapping[str, list[Tensor]], query: Tensor | None, location: Tensor | None
+        self,
+        features: Mapping[str, list[Tensor]],
+        query: Tensor | None,
+        location: Tensor | None,
+        images: Mapping[str, Tensor] | None = None,
     ) -> MisoOutput:
         """Embeddings and logits at ``query`` (B, Q, 2) from encoded ``features``.
 
@@ -208,7 +214,14 @@ class MisoNet(nn.Module):
         LIIF's dense path: the same values as the pixel centres' queries, for much less work.
         ``location`` (B, Q, 2), metres from the region centre, is needed with the location prior;
         otherwise it only adds the ``"location"`` embedding (training) and may be None.
+        ``images`` are the encoded images themselves, needed by a net with the pixel skip.
         """
+        skip = self.config.pixel_skip
+        if skip and images is None:
+            raise InputError(
+                "this model adds the pixel values at each query (pixel_skip): pass the images "
+                "that were encoded as decode(..., images=images)"
+            )
         if query is None:
             f = next(iter(features.values()))[0]
             hw = f.shape[-2] * f.shape[-1] * self.config.patch_size**2
@@ -225,9 +238,10 @@ class MisoNet(nn.Module):
         # sorted: the sum's rounding must not depend on the order a spec lists modalities in
         for m in sorted(self.bands):
             imp = self.implicit[m]
-            e = self.project[m](
-                imp.dense(features[m]) if query is None else imp(features[m], query)
-            )
+            z = imp.dense(features[m]) if query is None else imp(features[m], query)
+            if skip:
+                z = z + self.pixel[m](_pixels_at(images[m], query))
+            e = self.project[m](z)
             emb[m] = e
             fused = e if fused is None else fused + e
         visual = self.visual(fused)
@@ -252,7 +266,7 @@ class MisoNet(nn.Module):
         """``images[m]`` (B, C_m, H, W), ``query`` (B, Q, 2) grid_sample convention (x, y in
         [-1, 1], edges at +-1), ``location`` (B, Q, 2) projected x/y in metres (float64 keeps
         full precision; ignored by a model without the location branch)."""
-        return self.decode(self.encode(images), query, location)
+        return self.decode(self.encode(images), query, location, images)
 
 
 _INIT_FUNCTIONS = (
@@ -267,6 +281,17 @@ _INIT_FUNCTIONS = (
     "ones_",
     "constant_",
 )
+
+
+def _pixels_at(image: Tensor, query: Tensor | None) -> Tensor:
+    """(B, Q, C) values of the pixels that hold each query point; every pixel row-major if None."""
+    if query is None:
+        return image.flatten(2).transpose(1, 2)
+    # nearest pixel in grid_sample's convention (edges at +-1), exact at pixel centres
+    picked = nn.functional.grid_sample(
+        image, query.to(image.dtype).unsqueeze(1), mode="nearest", align_corners=False
+    )
+    return picked.squeeze(2).transpose(1, 2)
 
 
 class _no_init:  # noqa: N801 - used like a function: `with _no_init():`
@@ -621,14 +646,14 @@ class MisoModel:
                     with autocast:
                         feats = self.net.encode(images)
                         if dense:
-                            logits = self.net.decode(feats, None, loc).logits.float()
+                            logits = self.net.decode(feats, None, loc, images).logits.float()
                             prob += _probabilities(logits, k)
                             continue
                         for q0 in range(0, w * w, chunk):
                             q1 = min(q0 + chunk, w * w)
                             q = query[q0:q1].expand(b, -1, -1)
                             lq = loc[:, q0:q1] if loc is not None else None
-                            logits = self.net.decode(feats, q, lq).logits.float()
+                            logits = self.net.decode(feats, q, lq, images).logits.float()
                             prob[:, q0:q1] += _probabilities(logits, k)
                 prob /= passes
                 out[start:stop] = (

@@ -174,7 +174,9 @@ def apply_backbone(net: Any, pretrained: Pretrained | None) -> dict[str, Any] | 
 
     want = net.state_dict()
     keep = tuple(
-        f"{p}{m}." for p in ("encoders.", "implicit.", "project.") for m in pretrained.modalities
+        f"{p}{m}."
+        for p in ("encoders.", "implicit.", "pixel.", "project.")
+        for m in pretrained.modalities
     ) + ("visual.", "location.")
     state, skipped = {}, []
     for k, v in pretrained.tensors.items():
