@@ -305,7 +305,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="miso_demo", help="output folder (default: miso_demo)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.add_argument("--size", type=int, default=384, help="scene side in pixels (10 m)")
-    d.add_argument("--epochs", type=int, default=12)
+    d.add_argument(
+        "--epochs", type=int, default=4, help="training epochs (default: 4, the 4-minute budget)"
+    )
     d.set_defaults(func=_cmd_demo)
 
     pr = sub.add_parser(

@@ -44,7 +44,7 @@ def run_demo(
     *,
     seed: int = 0,
     size: int = 384,
-    epochs: int | None = 12,
+    epochs: int | None = 4,
     progress: bool | None = None,
 ) -> DemoResult:
     """Run the main job end to end and return where its outputs are.
