@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .demo import DEMO_EPOCHS
 from .exceptions import InputError, MisoError
 
 __all__ = ["hub_main", "main"]
@@ -306,7 +307,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.add_argument("--size", type=int, default=384, help="scene side in pixels (10 m)")
     d.add_argument(
-        "--epochs", type=int, default=4, help="training epochs (default: 4, the 4-minute budget)"
+        "--epochs",
+        type=int,
+        default=DEMO_EPOCHS,
+        help=f"training epochs (default: {DEMO_EPOCHS}, the 4-minute budget)",
     )
     d.set_defaults(func=_cmd_demo)
 

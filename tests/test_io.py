@@ -113,19 +113,25 @@ to_zarr(make_maps(log={log!r}, delay=0.4), {store!r}, progress=False)
 """
 
 
-def test_killed_write_resumes_without_recomputing_finished_chunks(tmp_path):
-    store, log = tmp_path / "killed.zarr", tmp_path / "first.log"
+def _kill_writer_after(store, log, *, chunks: int) -> subprocess.Popen:
+    """Run KILLED_WRITER in a subprocess and SIGKILL it once ``chunks`` chunks are on disk."""
     script = KILLED_WRITER.format(tests=str(HERE), log=str(log), store=str(store))
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(_markers(store)) < 3:  # bounded by the deadline
+        while len(_markers(store)) < chunks:  # bounded by the deadline
             assert proc.poll() is None, "the writer ended before it could be killed"
             assert time.monotonic() < deadline, "the writer made no progress"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
+    return proc
+
+
+def test_killed_write_resumes_without_recomputing_finished_chunks(tmp_path):
+    store, log = tmp_path / "killed.zarr", tmp_path / "first.log"
+    proc = _kill_writer_after(store, log, chunks=3)
     assert proc.returncode == -signal.SIGKILL
     finished = _markers(store)
     assert 3 <= len(finished) < 12
@@ -340,17 +346,7 @@ def test_killed_write_reads_as_missing_and_is_refused_until_finished(tmp_path):
     from miso_xr.training.evaluate import evaluate
 
     store, log = tmp_path / "killed.zarr", tmp_path / "first.log"
-    script = KILLED_WRITER.format(tests=str(HERE), log=str(log), store=str(store))
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while len(_markers(store)) < 2:  # bounded by the deadline
-            assert proc.poll() is None, "the writer ended before it could be killed"
-            assert time.monotonic() < deadline, "the writer made no progress"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    _kill_writer_after(store, log, chunks=2)
     done = _markers(store)
     maps = xr.open_zarr(store)
     assert "miso_xr_unfinished" in maps.attrs
