@@ -180,8 +180,8 @@ def test_pixel_skip_brings_the_pixel_itself_to_the_prediction():
 
     bands = {"covariates": 6}
     torch.manual_seed(0)
-    net = MisoNet(SMALL, bands, 1, location=False).eval()
-    assert SMALL.pixel_skip and hasattr(net, "pixel")
+    net = MisoNet(dataclasses.replace(SMALL, pixel_skip=True), bands, 1, location=False).eval()
+    assert hasattr(net, "pixel")
     images, _, _ = _batch(bands, b=1, q=1)
     size = images["covariates"].shape[-1]
     centre = lambda r, c: torch.tensor([[[(2 * c + 1) / size - 1, (2 * r + 1) / size - 1]]])  # noqa: E731
