@@ -28,13 +28,14 @@ each in [-1, 1] across the image, edges at +-1.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LIIF", "MultiScaleLIIF", "narrow_linear", "pixel_centres", "unpacked"]
+__all__ = ["LIIF", "MultiScaleLIIF", "block_points", "narrow_linear", "pixel_centres", "unpacked"]
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -225,7 +226,7 @@ class LIIF(nn.Module):
         width: int,
         *,
         cell: Sequence[float] | None = None,
-        max_points: int = 1 << 14,
+        max_points: int | None = None,
     ) -> Tensor:
         """Embeddings (B, height * width, out_dim) at every pixel centre, row-major.
 
@@ -237,7 +238,9 @@ class LIIF(nn.Module):
         first half, 0 in its second) at offsets that depend on ``j`` only. So, for each half of
         the phases, each neighbour's first-layer input is a *shifted view* of the per-cell table
         plus a small per-phase offset table, formed in one broadcast add; the other layers are
-        batched matmuls over ``max_points`` pixels at a time (the bound on memory).
+        batched matmuls over blocks of at most ``max_points`` pixels (phase x window x cell; at
+        least one row of cells of one window), the bound on memory; ``None``:
+        :func:`block_points`, sized to the CPU's cache.
 
         A border pixel's missing neighbour is the edge cell again, at the same offset as the
         other (as in the query path): the two terms are equal, so they are merged into one of
@@ -269,17 +272,20 @@ class LIIF(nn.Module):
         blend = torch.empty((b, h, sy, w, sx, fw), dtype=dtype, device=dev)
         wo_x, wo_y = self.offset.weight[:, 0], self.offset.weight[:, 1]
         grad = torch.is_grad_enabled()
+        limit = max(1, block_points(self, dev) if max_points is None else int(max_points))
         for jy, ey, ty, wty, live_y in ay:  # a half of the row phases
             for jx, ex, tx, wtx, live_x in ax:  # a half of the column phases
                 ny, nx = jy.stop - jy.start, jx.stop - jx.start
                 p = ny * nx
                 # phases outermost, channels innermost: (phases, B, cells, cells, F), so every
-                # broadcast below runs along whole contiguous rows of channels
-                per_row = b * p * w
-                rows = max(1, min(h, max_points // max(1, per_row)))
-                for r0 in range(0, h, rows):
-                    r1 = min(r0 + rows, h)
-                    acc = torch.empty((p, b, r1 - r0, w, fw), dtype=dtype, device=dev)
+                # broadcast below runs along whole contiguous rows of channels. A block is a
+                # few rows of cells of all windows, or one row of fewer windows
+                per_row = p * w
+                nb = max(1, min(b, limit // per_row))
+                rows = max(1, min(h, limit // (nb * per_row)))
+                for b0, r0 in itertools.product(range(0, b, nb), range(0, h, rows)):
+                    b1, r1 = min(b0 + nb, b), min(r0 + rows, h)
+                    acc = torch.empty((p, b1 - b0, r1 - r0, w, fw), dtype=dtype, device=dev)
                     first = True
                     for dv in live_y.order:
                         ylo, yhi = live_y.cells[dv]
@@ -293,7 +299,7 @@ class LIIF(nn.Module):
                                 None
                             ]
                             oy, ox = ey + dv, ex + du  # the neighbour cell's shift
-                            src = table[:, lo + oy : hi + oy, xlo + ox : xhi + ox]
+                            src = table[b0:b1, lo + oy : hi + oy, xlo + ox : xhi + ox]
                             pre = src[None] + oyx.reshape(p, 1, 1, 1, -1)
                             term = self._neighbour(pre)  # (p, B, rows, cols, F)
                             # weight per (phase, cell), spread over the channels once
@@ -309,9 +315,9 @@ class LIIF(nn.Module):
                                 dst.addcmul_(term, wgt)
                             first = False
                     # into the row-major image: (ny, nx, B, rows, w, F) -> (B, rows, ny, w, nx, F)
-                    blend[:, r0:r1, jy, :, jx] = acc.view(ny, nx, b, r1 - r0, w, fw).permute(
-                        2, 3, 0, 4, 1, 5
-                    )
+                    blend[b0:b1, r0:r1, jy, :, jx] = acc.view(
+                        ny, nx, b1 - b0, r1 - r0, w, fw
+                    ).permute(2, 3, 0, 4, 1, 5)
         out = self.out(blend.view(b, height * width, -1))
         return self.norm(out)
 
@@ -326,6 +332,29 @@ class LIIF(nn.Module):
         return (
             self.out.out_features if isinstance(self.out, nn.Linear) else self.offset.out_features
         )
+
+
+# bytes of one block's widest layer in the dense decode on CPU, about the core's L2 cache:
+# blocks of 1-4 MiB ran 5-10 % faster than 1 << 17 points (tens of MiB), blocks of 256 KiB or
+# less slower (the per-block overhead) -- tiny, 64 px windows, 1 thread (profile_dense.py)
+CPU_BLOCK_BYTES = 1 << 20
+# elsewhere (CUDA) large blocks fill the device; the bound is only on memory
+DEVICE_BLOCK_POINTS = 1 << 17
+
+
+def block_points(liif: LIIF, device: torch.device | str) -> int:
+    """Pixels per block of :meth:`LIIF.dense` when ``max_points`` is ``None``.
+
+    On CPU, blocks whose widest layer takes ``CPU_BLOCK_BYTES``; elsewhere
+    ``DEVICE_BLOCK_POINTS``.
+
+    >>> block_points(LIIF(8, 16, hidden=(64, 32)), "cpu")
+    4096
+    """
+    if torch.device(device).type != "cpu":
+        return DEVICE_BLOCK_POINTS
+    widest = max((*liif.hidden, liif.offset.out_features))
+    return max(1, CPU_BLOCK_BYTES // (4 * widest))
 
 
 class _Live(NamedTuple):
@@ -454,7 +483,7 @@ class MultiScaleLIIF(nn.Module):
             total = out if total is None else total + out
         return self.norm(total)
 
-    def dense(self, features: Sequence[Tensor], *, max_points: int = 1 << 17) -> Tensor:
+    def dense(self, features: Sequence[Tensor], *, max_points: int | None = None) -> Tensor:
         """Embeddings (B, H * W, D) at every pixel of the encoded image, row-major.
 
         Equals ``forward(features, pixel_centres(H, W)[None].expand(B, -1, -1))``.
