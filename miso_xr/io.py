@@ -32,9 +32,11 @@ such a store, and the package's readers of maps and cubes (``to_cog``, ``plot``,
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -175,15 +177,18 @@ def to_zarr(
 
     done = _finished(fs, root)
     todo = [r for r in regions if f"{r[0]}.{r[1]}" not in done]
-    tasks = _region_tasks(ds, target, root, local, todo, options) if todo else []
     if not compute:
         import dask
 
+        tasks = _region_tasks(ds, target, root, local, todo, options) if todo else []
         finish = dask.delayed(_mark_complete, pure=True)
         key = f"miso-zarr-done-{dask.base.tokenize(target, fp, todo)}"
         return finish(target, root, local, options, *tasks, dask_key_name=key)
-    if tasks:
-        _compute(_tiles(todo, tasks), show_progress(progress))
+    if todo:
+        # a tile's write tasks are made when it is its turn: what a write holds does not grow
+        # with the map (all of them at once: about 2.6 kB per chunk, 0.7 GB for Alaska)
+        tiles = (_region_tasks(ds, target, root, local, t, options) for t in _tiles(todo))
+        _compute(tiles, len(todo), show_progress(progress))
     _mark_finished(target, options)
     _put(fs, root, f"{PROGRESS}/complete", b"", local)
     return target
@@ -406,17 +411,23 @@ def _region_tasks(
     ds: xr.Dataset, target: str, root: str, local: bool, todo: list, options: dict
 ) -> list:
     import dask
+    from dask.delayed import Delayed
 
     names = list(ds.data_vars)
-    # optimize_graph=False keeps the keys variables share (e.g. label and uncertainty both come
-    # from probability): the model then runs once per chunk, not once per variable
-    blocks = {v: ds[v].data.to_delayed(optimize_graph=False) for v in names}
+    # the chunks' own keys in the maps' unoptimised graph (what ``to_delayed(optimize_graph=
+    # False)`` gives, for these chunks only): variables keep the keys they share (label and
+    # uncertainty both come from probability), so the model runs once per chunk, not per variable
+    arrays = [ds[v].data for v in names]
+    graphs = [(a.__dask_graph__(), a.__dask_layers__()[0]) for a in arrays]
     ystarts = np.concatenate([[0], np.cumsum(ds.chunks["y"])]).tolist()
     xstarts = np.concatenate([[0], np.cumsum(ds.chunks["x"])]).tolist()
     write = dask.delayed(_write_region, pure=True)
     tasks = []
     for i, j in todo:
-        parts = [blocks[v][(0,) * (ds[v].ndim - 2) + (i, j)] for v in names]
+        parts = [
+            Delayed((a.name, *(0,) * (a.ndim - 2), i, j), graph, layer=layer)
+            for a, (graph, layer) in zip(arrays, graphs)
+        ]
         ys = (ystarts[i], ystarts[i + 1])
         xs = (xstarts[j], xstarts[j + 1])
         tasks.append(
@@ -465,8 +476,8 @@ def _write_region(
 TILE = 8
 
 
-def _tiles(todo: list, tasks: list, tile: int | None = None) -> list[list]:
-    """The chunk tasks grouped in ``tile`` x ``tile`` tiles of chunks, tile rows first.
+def _tiles(todo: list, tile: int | None = None) -> list[list]:
+    """The chunks ``(row, col)`` grouped in ``tile`` x ``tile`` tiles of chunks, tile rows first.
 
     A map's chunk needs its neighbours' inputs, so a single compute of a whole map keeps about
     two rows of input chunks alive and holds every task of the map in the scheduler: memory that
@@ -476,12 +487,17 @@ def _tiles(todo: list, tasks: list, tile: int | None = None) -> list[list]:
     """
     tile = TILE if tile is None else tile
     groups: dict[tuple[int, int], list] = {}
-    for (i, j), task in zip(todo, tasks):
-        groups.setdefault((i // tile, j // tile), []).append(task)
+    for i, j in todo:
+        groups.setdefault((i // tile, j // tile), []).append((i, j))
     return [groups[k] for k in sorted(groups)]
 
 
-def _compute(tiles: list[list], progress: bool) -> None:
+def _compute(tiles: Iterable[list], total: int, progress: bool) -> None:
+    """Compute the tiles' tasks one tile after another (two in flight on a cluster).
+
+    ``tiles`` is consumed lazily: a tile's tasks are made when the tile before it is computed
+    (locally) or submitted (on a cluster).
+    """
     import dask
 
     from .infer.predict import _cluster_has_gpu_resource
@@ -499,7 +515,6 @@ def _compute(tiles: list[list], progress: bool) -> None:
         client = None
     from tqdm.auto import tqdm
 
-    total = sum(map(len, tiles))
     with tqdm(total=total, desc="to_zarr", unit="chunk", disable=not progress) as bar:
         if client is None:
             for tile in tiles:
@@ -509,8 +524,11 @@ def _compute(tiles: list[list], progress: bool) -> None:
         from distributed import as_completed
 
         # two tiles in flight: the workers start the next while the last of one finishes
-        pending = [client.compute(tile, optimize_graph=optimize) for tile in tiles[:1]]
-        for nxt in [*tiles[1:], None]:
+        tiles = iter(tiles)
+        pending = [
+            client.compute(tile, optimize_graph=optimize) for tile in itertools.islice(tiles, 1)
+        ]
+        for nxt in itertools.chain(tiles, [None]):
             if nxt is not None:
                 pending.append(client.compute(nxt, optimize_graph=optimize))
             for fut in as_completed(pending.pop(0)):

@@ -379,22 +379,35 @@ def test_killed_write_reads_as_missing_and_is_refused_until_finished(tmp_path):
 
 
 def test_a_write_computes_tile_by_tile_and_equals_one_compute(tmp_path, monkeypatch):
+    import dask
+
     import miso_xr.io as io
 
-    computes = []
-    real = io._compute
+    computes, made = [], []
+    real_compute, real_tasks = dask.compute, io._region_tasks
+    store = tmp_path / "t.zarr"
 
-    def counting(tiles, progress):
-        computes.append([len(t) for t in tiles])
-        return real(tiles, progress)
+    def counting(*tasks, **kwargs):
+        computes.append(len(tasks))
+        return real_compute(*tasks, **kwargs)
 
-    monkeypatch.setattr(io, "_compute", counting)
+    def making(ds, target, root, local, todo, options):
+        # a tile's write tasks are made only once every tile before it is written: what a write
+        # holds stays that of one tile, however large the map
+        markers = store / io.PROGRESS / "chunks"
+        made.append((len(todo), len(os.listdir(markers)) if markers.exists() else 0))
+        return real_tasks(ds, target, root, local, todo, options)
+
+    monkeypatch.setattr(dask, "compute", counting)
+    monkeypatch.setattr(io, "_region_tasks", making)
     monkeypatch.setattr(io, "TILE", 2)
     maps = make_maps()
-    to_zarr(maps, tmp_path / "t.zarr", progress=False)
+    to_zarr(maps, store, progress=False)
     ny, nx = len(maps.chunks["y"]), len(maps.chunks["x"])
-    assert sum(computes[0]) == ny * nx and max(computes[0]) <= 4 and len(computes[0]) > 1
-    back = xr.open_zarr(tmp_path / "t.zarr", mask_and_scale=False).load()
+    assert sum(computes) == ny * nx and max(computes) <= 4 and len(computes) > 1
+    assert [n for n, _ in made] == computes
+    assert [w for _, w in made] == np.cumsum([0, *computes[:-1]]).tolist()
+    back = xr.open_zarr(store, mask_and_scale=False).load()
     whole = maps.compute()
     np.testing.assert_array_equal(back.label.values, whole.label.values)
     np.testing.assert_allclose(back.probability.values, whole.probability.values, atol=1e-6)
