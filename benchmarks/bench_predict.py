@@ -3,13 +3,14 @@
 One process, one raster, one window plan, side by side:
 
 (a) bare loops (no Dask, no xarray): the lattice windows cut from an in-memory array through
-    ``predict_windows``, blended in numpy, twice: the *old path* (the pixel centres queried as
-    points, ``dense=False``, 8 windows per call, the plan of before) and the *new path* (LIIF's
-    dense decode, ``batch_size="auto"``, the current default plan), best of alternated runs, and
-    the new path on the cheaper plan of a stride of 3/4 of the window (Tukey blending);
+    ``predict_windows``, blended in numpy: the *old path* (the pixel centres queried as points,
+    ``dense=False``, 8 windows per call, the plan of before: stride W/2, Gaussian sigma W/8) and
+    the *new path* (LIIF's dense decode, ``batch_size="auto"``) on the default plan of new models
+    (``miso_xr.spec.default_stride``) and on the other plan (stride W/2 with Hann blending, or
+    3W/4 with Tukey blending), best of alternated runs;
 (v) the model call alone on one batch of windows: eager, channels-last inputs and model, and
     ``torch.compile`` of the decode (what wins is kept; both are reported);
-(b) ``predict(cube, model).compute()`` on the threaded scheduler;
+(b) ``predict(cube, model).compute()`` on the threaded scheduler, at the default plan;
 (c) ``predict -> to_zarr`` of a cube *read from a Zarr store on disk* (not shipped in the graph):
     threads vs a 2-worker process ``distributed.LocalCluster`` at 2 compute threads each, wall and
     CPU seconds; where the time goes (one-off start-up, model loads per worker, task time per
@@ -519,6 +520,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from miso_xr.infer.predict import predict
+    from miso_xr.infer.windows import WindowPlan
+    from miso_xr.spec import default_stride
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", action="store_true", help="a quick run (small raster and model)")
@@ -562,17 +565,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     inputs, xs, ys = _inputs(1, s["window"])
     model.predict_windows(inputs, xs, ys)  # warm-up: first calls allocate
-    # alternated, best of --repeats: a shared machine's load changes from one second to the next
-    # and the cheaper plan: a stride of 3/4 of the window, Tukey blending (not the default)
-    long = 3 * s["window"] // 4
-    t_old = t_new = t_long = c_old = c_new = c_long = float("inf")
+    # alternated, best of --repeats: a shared machine's load changes from one second to the next.
+    # The new path on the default plan of new models (spec.default_stride) and on the other one
+    # (stride W/2 with Hann blending, or 3W/4 with Tukey blending)
+    default = default_stride(s["window"])
+    half, long = s["window"] // 2, 3 * s["window"] // 4
+    other_name, other = (
+        ("new_path_stride_w2_hann", half) if default != half else ("new_path_stride_3w4", long)
+    )
+    t_old = t_new = t_other = c_old = c_new = c_other = float("inf")
     for _ in range(args.repeats):
         t, n_old, prob_old, c = bare_loop(cube, model, s, old=True)
         t_old, c_old = min(t_old, t), min(c_old, c)
-        t, n_new, prob_new, c = bare_loop(cube, model, s, old=False)
+        t, n_new, prob_new, c = bare_loop(cube, model, s, old=False, stride=default)
         t_new, c_new = min(t_new, t), min(c_new, c)
-        t, n_long, _, c = bare_loop(cube, model, s, old=False, stride=long)
-        t_long, c_long = min(t_long, t), min(c_long, c)
+        t, n_other, _, c = bare_loop(cube, model, s, old=False, stride=other)
+        t_other, c_other = min(t_other, t), min(c_other, c)
     # the same in CPU seconds, against the peak per CPU-second: what a shared machine's wall
     # clock hides (the process gets a varying share of the cores)
     peak_cpu = matmul_peak(cpu=True)
@@ -588,32 +596,34 @@ def main(argv: list[str] | None = None) -> dict:
         for name, c, n, flops in (
             ("old_path", c_old, n_old, res["flops_per_window"]["query_path"]),
             ("new_path", c_new, n_new, actual),
-            ("new_path_stride_3w4", c_long, n_long, actual),
+            (other_name, c_other, n_other, actual),
         )
     }
     res["a_old_path"] = {
+        "stride": s["stride"],
+        "blending": WindowPlan(
+            s["window"], s["stride"], sigma=s["window"] * OLD_SIGMA_FRACTION
+        ).blend,
         "seconds": t_old,
         "windows": n_old,
         "pixels_per_s": pixels / t_old,
         "repeats": args.repeats,
     }
-    res["a_new_path"] = {
-        "seconds": t_new,
-        "windows": n_new,
-        "pixels_per_s": pixels / t_new,
-        "speedup_vs_old": t_old / t_new,
-        "effective_utilisation": naive * n_old / t_new / peak,
-        "actual_utilisation": actual * n_new / t_new / peak,
-    }
-    res["a_new_path_stride_3w4"] = {
-        "stride": long,
-        "seconds": t_long,
-        "windows": n_long,
-        "pixels_per_s": pixels / t_long,
-        "speedup_vs_old": t_old / t_long,
-        "effective_utilisation": naive * n_old / t_long / peak,
-        "actual_utilisation": actual * n_long / t_long / peak,
-    }
+    for key, stride, t, n in (
+        ("a_new_path", default, t_new, n_new),
+        ("a_" + other_name, other, t_other, n_other),
+    ):
+        res[key] = {
+            "stride": stride,
+            "blending": WindowPlan(s["window"], stride).blend,
+            "seconds": t,
+            "windows": n,
+            "pixels_per_s": pixels / t,
+            "speedup_vs_old": t_old / t,
+            "effective_utilisation": naive * n_old / t / peak,
+            "actual_utilisation": actual * n / t / peak,
+        }
+    res["a_other_plan"] = "a_" + other_name
     res["a_old_path"]["effective_utilisation"] = naive * n_old / t_old / peak
     res["a_old_path"]["actual_utilisation"] = (
         res["flops_per_window"]["query_path"] * n_old / t_old / peak
@@ -621,7 +631,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["variants"] = variants(model, s, compile_too=args.compile)
     _save(res, args.out)
 
-    maps = predict(cube, model)
+    maps = predict(cube, model, stride=default)
     maps.probability.values  # noqa: B018 - warm-up: loads the model into this process's cache
     t0 = time.perf_counter()
     prob_b = maps.probability.values
@@ -739,20 +749,26 @@ def _print_table(res: dict) -> None:
         f"{f['query_path']:.3g}, dense path {f['dense_path']:.3g}; matmul peak "
         f"{res['matmul_peak_flops']:.3g} FLOP/s"
     )
-    print(f"{'run':30s} {'seconds':>9s} {'pixels/s':>10s} {'eff. util':>9s} {'act. util':>9s}")
+    print(
+        f"{'run':30s} {'stride, blending':>24s} {'seconds':>9s} {'pixels/s':>10s} "
+        f"{'eff. util':>9s} {'act. util':>9s}"
+    )
+    other = res["a_other_plan"]
     for key, name in (
         ("a_old_path", "(a) old path, bare"),
-        ("a_new_path", "(a) new path, bare"),
-        ("a_new_path_stride_3w4", "(a) new path, stride 3W/4"),
+        ("a_new_path", "(a) new path, default plan"),
+        (other, "(a) new path, other plan"),
     ):
         r = res[key]
+        plan = f"{r['stride']} {r['blending']}"
         print(
-            f"{name:30s} {r['seconds']:9.2f} {r['pixels_per_s']:10.0f} "
+            f"{name:30s} {plan:>24s} {r['seconds']:9.2f} {r['pixels_per_s']:10.0f} "
             f"{100 * r['effective_utilisation']:8.1f}% {100 * r['actual_utilisation']:8.1f}%"
         )
     print(
-        f"new / old pixels per second: {res['a_new_path']['speedup_vs_old']:.2f}x (stride 3W/4: "
-        f"{res['a_new_path_stride_3w4']['speedup_vs_old']:.2f}x, not the default)"
+        f"new / old pixels per second: {res['a_new_path']['speedup_vs_old']:.2f}x (default plan, "
+        f"stride {res['a_new_path']['stride']}); {res[other]['speedup_vs_old']:.2f}x (stride "
+        f"{res[other]['stride']})"
     )
     print(f"the same in CPU seconds (peak {res['matmul_peak_flops_per_cpu_s']:.3g} FLOP/cpu-s):")
     print(f"{'run':30s} {'cpu s':>9s} {'px/cpu-s':>10s} {'eff. util':>9s} {'act. util':>9s}")

@@ -1,18 +1,24 @@
-"""The lattice texture of MISO maps: the blending of before (Gaussian, sigma W/8) vs now (Hann).
+"""The lattice texture of MISO maps: window plans and blendings side by side, on one model.
 
 Trains a tiny MISO on the synthetic demo scene (or loads ``--checkpoint``), predicts the scene's
-map with both blendings (same model, windows and lattice), and with the cheaper plan of a stride
-of 3/4 of the window (Tukey cross-fade), and draws them side by side with a zoom
-and the *lattice component*: the map folded onto one ``stride x stride`` tile of the window
-lattice (the mean over every tile). A map without lattice texture folds to a flat tile; the
-amplitude (max - min of the folded tile, in probability) is printed and written to JSON.
+map with the Gaussian blending of before (sigma W/8), with Hann (stride W/2, the default plan)
+and with the cheaper plan of a stride of 3/4 of the window (Tukey cross-fade), and draws them side
+by side with a zoom and the *lattice component*: the map folded onto one ``stride x stride`` tile
+of its window lattice (the mean over every tile). A map without lattice texture folds to a flat
+tile; the amplitude (max - min of the folded tile, in probability) is printed and written to JSON.
+The fold of a map also keeps some of the scene; ``--reference`` subtracts a map with windows every
+W/8 px (the lattice averaged out) before folding, which leaves the lattice's part alone.
+``--holdout`` trains on the demo's split and scores each map at the held-out points. Each map's
+difference from the Hann map (max, mean, label agreement) and, for a trained model, its accuracy
+against the scene's hidden truth are reported too.
 
-    python benchmarks/fig_lattice.py --epochs 8        # trains (minutes), then predicts twice
+    python benchmarks/fig_lattice.py --epochs 8 --holdout --reference   # trains (minutes)
     python benchmarks/fig_lattice.py --epochs 0 --size 256 [--location]   # an untrained tiny
 
 Writes ``--out`` (default ``benchmarks/results/lattice.png``) and a JSON beside it. Results
-kept: ``lattice_images_only.png`` (untrained, no location branch) and
-``lattice_with_location.png`` (untrained, with the location branch at its 20 m wavelength).
+kept in docs/img: ``lattice_images_only.png`` (untrained, no location branch),
+``lattice_with_location.png`` (untrained, with the location branch at its 20 m wavelength) and
+``lattice_trained.png`` (trained 8 epochs, ``--holdout --reference``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,30 @@ def folded(prob: np.ndarray, period: int) -> np.ndarray:
     return np.nanmean(tiles, axis=(0, 2))
 
 
+def agreement(maps: dict, ref: str) -> dict:
+    """Per map: max and mean |P - P_ref| (every class) and the share of equal labels."""
+    a = maps[ref]
+    out = {}
+    for k, m in maps.items():
+        if k == ref:
+            continue
+        d = np.abs(m.probability.values - a.probability.values)
+        out[k] = {
+            "max_abs_prob_diff": float(np.nanmax(d)),
+            "mean_abs_prob_diff": float(np.nanmean(d)),
+            "label_agreement": float(np.mean(m.label.values == a.label.values)),
+        }
+    return out
+
+
+def heldout_balanced_accuracy(maps, obs) -> float:
+    """Balanced accuracy of a map's labels at the observations' pixels (mean recall)."""
+    label = maps.label.sel(x=obs.x.to_xarray(), y=obs.y.to_xarray(), method="nearest").values
+    truth = obs.label.cat.codes.to_numpy()  # -1: unlabelled
+    recalls = [np.mean(label[truth == c] == c) for c in np.unique(truth[truth >= 0])]
+    return float(np.mean(recalls))
+
+
 def main(argv: list[str] | None = None) -> dict:
     import matplotlib
 
@@ -70,10 +100,30 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--location", action="store_true", help="untrained model: with a location branch"
     )
+    ap.add_argument(
+        "--holdout",
+        action="store_true",
+        help="train on the demo's split (spatial blocks of 500 m, fold 0 held out) and score "
+        "each map at the held-out points",
+    )
+    ap.add_argument("--save", help="write the trained model to this checkpoint")
+    ap.add_argument(
+        "--reference",
+        action="store_true",
+        help="also predict with windows every W/8 px (the lattice averaged out) and fold each "
+        "map's difference from it: its lattice part without the scene's content",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "lattice.png"))
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     scene, cube = scene_cube(args.size, args.seed)
+    test_obs = None
+    if args.holdout or (args.epochs and not args.checkpoint):
+        obs = miso_xr.read_observations(scene.observations, label="permafrost", cube=cube)
+        if args.holdout:  # the demo's evaluation split (miso_xr.demo.run_demo)
+            folds = miso_xr.spatial_folds(obs, distance=500, k=5, method="block", seed=args.seed)
+            test_obs = obs[(folds == 0).to_numpy()]
+            obs = obs[(folds != 0).to_numpy()]
     if args.checkpoint:
         model = miso_xr.load(args.checkpoint)
     elif args.epochs == 0:
@@ -86,49 +136,81 @@ def main(argv: list[str] | None = None) -> dict:
             {"window": 64, "stride": 32, "config": "tiny"}, location=args.location
         )
     else:
-        obs = miso_xr.read_observations(scene.observations, label="permafrost", cube=cube)
         model = miso_xr.train(
             cube, obs, task="permafrost", config="tiny", epochs=args.epochs, seed=args.seed
         )
-    win, stride = model.spec.window, model.spec.stride
-    long = 3 * win // 4
-    maps = {
-        f"before: Gaussian sigma={win / 8:g} px": predict(cube, model, sigma=win / 8),
-        "now: Hann": predict(cube, model),
+        if args.save:
+            model.save(args.save)
+    win = model.spec.window
+    half, long = win // 2, 3 * win // 4
+    plans = {  # name -> (stride, sigma)
+        f"before: Gaussian sigma={win / 8:g}, stride {half} px": (half, win / 8),
+        f"Hann, stride {half} px": (half, None),
         # the cheaper plan: (4/3)^2 windows per pixel instead of 4, cross-faded over W/4
-        f"option: Tukey, stride {long} px": predict(cube, model, stride=long),
+        f"Tukey, stride {long} px": (long, None),
     }
+    strides = {k: st for k, (st, _) in plans.items()}
+    maps = {k: predict(cube, model, stride=st, sigma=sg).compute() for k, (st, sg) in plans.items()}
     probs = {k: m.probability.values[1] for k, m in maps.items()}
+    ref = None
+    if args.reference:
+        # windows every W/8 px (64 a pixel), Hann: the window lattice averaged out. A map minus
+        # this reference keeps its own lattice's part and drops the scene's content
+        ref = predict(cube, model, stride=max(1, win // 8)).probability.values[1]
     res: dict = {
         "location_branch": bool(model.spec.location),
         "command": "python benchmarks/fig_lattice.py " + " ".join(argv or sys.argv[1:]),
         "window": win,
-        "stride": stride,
-        "option_stride": long,
+        "strides": strides,
         "lattice_amplitude": {},
         "seconds": None,
     }
+    hann = f"Hann, stride {half} px"
+    res["agreement_with_hann"] = agreement(maps, hann)
+    if args.epochs or args.checkpoint:
+        truth = scene.truth("permafrost").values
+        res["map_accuracy_vs_truth"] = {
+            k: float(np.mean(m.label.values == truth)) for k, m in maps.items()
+        }
+    if test_obs is not None:
+        res["heldout_points"] = int(test_obs.label.notna().sum())
+        res["heldout_balanced_accuracy"] = {
+            k: heldout_balanced_accuracy(m, test_obs) for k, m in maps.items()
+        }
+    if ref is not None:
+        res["reference_stride"] = max(1, win // 8)
+        res["lattice_amplitude_vs_reference"] = {}
+        res["mean_abs_diff_vs_reference"] = {
+            k: float(np.nanmean(np.abs(p - ref))) for k, p in probs.items()
+        }
     fig, axes = plt.subplots(len(probs), 3, figsize=(15, 5 * len(probs)), constrained_layout=True)
-    z = slice(args.size // 4, args.size // 4 + 3 * stride)
-    strides = {k: (long if k.startswith("option") else stride) for k in probs}
+    z = slice(args.size // 4, args.size // 4 + 3 * half)
     folds = {k: folded(p, strides[k]) for k, p in probs.items()}
+    lattice = {k: folded(p - ref, strides[k]) for k, p in probs.items()} if ref is not None else {}
+    # a random model's probabilities span little: stretch every map over the same range
+    lo, hi = np.nanpercentile(np.stack(list(probs.values())), [1, 99])
+    shown = lattice or folds
+    lim = max(float(np.nanmax(np.abs(g - np.nanmean(g)))) for g in shown.values())
     for row, (name, p) in zip(axes, probs.items()):
         stride = strides[name]
         f = folds[name]
         amp = float(np.nanmax(f) - np.nanmin(f))
         res["lattice_amplitude"][name] = amp
-        # a random model's probabilities span little: stretch both maps over the same range
-        lo, hi = np.nanpercentile(np.stack(list(probs.values())), [1, 99])
+        if lattice:
+            g = lattice[name]
+            res["lattice_amplitude_vs_reference"][name] = float(np.nanmax(g) - np.nanmin(g))
         row[0].imshow(p, vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
         row[0].set_title(f"{name}: P(permafrost)")
         row[1].imshow(p[z, z], vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
-        for k in range(1, 3):
+        for k in range(1, 3 * half // stride + 1):
             for ax_line in (row[1].axhline, row[1].axvline):
                 ax_line(k * stride - 0.5 - (z.start % stride), color="w", lw=0.5, ls=":")
         row[1].set_title(f"zoom, {z.stop - z.start} px (dotted: window lattice, {stride} px)")
-        lim = max(float(np.nanmax(np.abs(g - np.nanmean(g)))) for g in folds.values())
-        im = row[2].imshow(f - np.nanmean(f), cmap="RdBu_r", vmin=-lim, vmax=lim)
-        row[2].set_title(f"map folded on the {stride} px lattice: amplitude {amp:.4f}")
+        g = shown[name]
+        im = row[2].imshow(g - np.nanmean(g), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        what = "map - reference" if lattice else "map"
+        a = float(np.nanmax(g) - np.nanmin(g))
+        row[2].set_title(f"{what} folded on the {stride} px lattice: amplitude {a:.4f}")
         fig.colorbar(im, ax=row[2], shrink=0.8)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
     out.with_suffix(".json").write_text(json.dumps(res, indent=2))
     for name, amp in res["lattice_amplitude"].items():
         print(f"{name:40s} lattice amplitude {amp:.4f}")
+    keys = (
+        "lattice_amplitude_vs_reference",
+        "mean_abs_diff_vs_reference",
+        "agreement_with_hann",
+        "map_accuracy_vs_truth",
+        "heldout_balanced_accuracy",
+    )
+    for key in keys:
+        if key in res:
+            print(key, json.dumps(res[key], indent=1))
     return res
 
 

@@ -175,3 +175,16 @@ def test_bad_plans(kwargs, message):
 def test_docstring_examples_run():
     result = doctest.testmod(windows)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_new_models_record_a_half_window_stride_with_hann_blending():
+    """The default plan of new models (``spec.default_stride``): 4 windows a pixel, Hann."""
+    from miso_xr import spec
+
+    assert [spec.default_stride(w) for w in (1, 2, 3, 8, 64, 65, 256)] == [1, 1, 1, 4, 32, 32, 128]
+    plan = WindowPlan(window=64, stride=spec.default_stride(64))
+    assert plan.blend == "hann" and plan.coverage() == 4
+    # the cheaper plan stays an option: a stride of 3/4 of the window blends with a Tukey weight
+    assert WindowPlan(window=64, stride=48).blend == "tukey taper=16 px"
+    result = doctest.testmod(spec)
+    assert result.attempted > 0 and result.failed == 0

@@ -36,7 +36,7 @@ import xarray as xr
 from .._progress import show_progress
 from ..cube.grid import Grid, select_modalities
 from ..exceptions import InputError, ObservationError
-from ..spec import TASK_CLASSES, ModelSpec
+from ..spec import TASK_CLASSES, ModelSpec, default_stride
 from .batches import LabelledPoints, QueryScheme, assemble, draw_unlabelled
 from .crops import extract_crops
 from .features import on_crs
@@ -592,7 +592,7 @@ def _build_spec(
         classes=classes,
         modalities=tuple((m, tuple(bands[m])) for m in mods),
         window=window,
-        stride=max(1, window // 2),
+        stride=default_stride(window),
         resolution=float(grid.resolution),
         crs=grid.crs,
         # sorted by name: the spec's JSON sorts keys, so this order survives a checkpoint

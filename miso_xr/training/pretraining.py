@@ -35,7 +35,7 @@ import xarray as xr
 from .._progress import show_progress
 from ..cube.grid import Grid, select_modalities
 from ..exceptions import InputError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, default_stride
 from .batches import draw_unlabelled, location_xy, query_tensor
 from .points import autocast, pick_device
 from .setup import band_stats, categorical_bands, spec_extra
@@ -214,7 +214,7 @@ def pretrain(
         classes=(),
         modalities=tuple((m, tuple(bands[m])) for m in mods),
         window=window,
-        stride=max(1, window // 2),
+        stride=default_stride(window),
         resolution=float(grid.resolution),
         crs=grid.crs,
         normalisation=tuple((m, stats[m]) for m in sorted(mods)),
