@@ -340,6 +340,15 @@ def extrapolation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank(model: Any, select_on: str) -> tuple[float, ...]:
+    """Candidates compared as train compares epochs: validation loss, or balanced accuracy
+    (higher first) with the loss breaking ties."""
+    tr = model.training
+    if select_on == "val_balanced_accuracy" and "val_balanced_accuracy" in tr:
+        return (-tr["val_balanced_accuracy"], tr["best_loss"])
+    return (tr["best_loss"],)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -365,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: 30 (blocks)")
     ap.add_argument("--lr", type=float, default=None, help="AdamW lr (default: the config's)")
     ap.add_argument("--no-location", action="store_true", help="MISO without location encoder")
+    ap.add_argument(
+        "--select-on",
+        choices=("val_loss", "val_balanced_accuracy"),
+        default="val_loss",
+        help="what chooses MISO's kept epoch on the validation sites (train's select_on)",
+    )
     ap.add_argument(
         "--no-select",
         dest="select",
@@ -436,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # settings chosen on the training blocks only: every candidate is trained with the same
     # validation sites (whole sites held out of the training cells) and the lowest validation
-    # loss wins; the test blocks are not looked at until the table
+    # loss (or --select-on's score) wins; the test blocks are not looked at until the table
     if args.select:
         candidates = [
             {"location": loc, "lr": lr} for loc in ("contrastive", "off") for lr in (5e-4, 1e-4)
@@ -460,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             device="cpu",
             progress=True,
+            select_on=args.select_on,
             **cand,
         )
         tried.append(
@@ -471,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"candidate {cand}: validation loss {tried[-1]['val_loss']:.4f}")
-        if model is None or m.training["best_loss"] < model.training["best_loss"]:
+        if model is None or _rank(m, args.select_on) < _rank(model, args.select_on):
             model = m
     t_miso = time.perf_counter() - t
     t = time.perf_counter()
@@ -528,12 +544,14 @@ def main(argv: list[str] | None = None) -> int:
         "window": args.window,
         "miso": {
             "chosen": {"location": tr["location"], "lr": tr["lr"]},
+            "chosen_on": tr["chosen_on"],
             "candidates": tried,
             "epochs_run": tr["epochs"],
             "best_epoch": tr["best_epoch"],
             "val_loss": tr.get("val_loss"),
             "val_balanced_accuracy": tr.get("val_balanced_accuracy"),
             "n_validation": tr["n_validation"],
+            "history": tr["history"],
             "train_seconds": round(t_miso, 1),
         },
         "rf_fit_seconds": round(t_rf, 1),

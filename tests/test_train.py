@@ -189,6 +189,43 @@ def test_explicit_validation_obs_and_early_stopping(scene):
     assert tr["val_loss"] == best
 
 
+def test_selection_on_validation_balanced_accuracy(scene, monkeypatch):
+    import miso_xr.training.loop as loop
+
+    cube, obs = scene
+    # validation scores scripted per epoch (the real validation runs, its figures are replaced):
+    # the loss is lowest at epoch 2, balanced accuracy highest at epochs 3 and 4, and the lower
+    # loss of those two is epoch 4's
+    script = [(0.60, 0.70), (0.40, 0.75), (0.50, 0.90), (0.45, 0.90), (0.70, 0.80)]
+    real = loop._validate
+
+    def scripted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        loss, acc = script[calls.pop(0)]
+        return {**out, "val_loss": loss, "val_balanced_accuracy": acc}
+
+    kw = dict(val_obs=obs.iloc[100:], config=MICRO, epochs=5, progress=False)
+    monkeypatch.setattr(loop, "_validate", scripted)
+    calls = list(range(5))
+    by_loss = train(cube, obs.iloc[:100], patience=None, **kw).training
+    calls = list(range(5))
+    by_acc = train(
+        cube, obs.iloc[:100], patience=None, select_on="val_balanced_accuracy", **kw
+    ).training
+    assert by_loss["chosen_on"] == "val_loss" and by_loss["best_epoch"] == 2
+    assert by_acc["chosen_on"] == "val_balanced_accuracy" and by_acc["best_epoch"] == 4
+    assert (by_acc["val_loss"], by_acc["val_balanced_accuracy"]) == (0.45, 0.90)
+    assert by_acc["best_loss"] == 0.45 and len(by_acc["history"]) == 5
+    # patience watches the chosen score: one epoch without a better one stops each run
+    calls = list(range(5))
+    assert train(cube, obs.iloc[:100], patience=1, **kw).training["epochs"] == 3
+    calls = list(range(5))
+    stopped = train(cube, obs.iloc[:100], patience=1, select_on="val_balanced_accuracy", **kw)
+    assert stopped.training["epochs"] == 5 and stopped.training["best_epoch"] == 4
+    with pytest.raises(InputError, match="select_on='auc'"):
+        train(cube, obs, config=MICRO, epochs=1, progress=False, select_on="auc")
+
+
 def test_bad_inputs_are_named_and_leave_nothing(scene, tmp_path, monkeypatch):
     cube, obs = scene
     monkeypatch.chdir(tmp_path)

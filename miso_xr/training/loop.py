@@ -12,10 +12,11 @@ the other crops at the same query slot. Location never enters the prediction unl
 (``location="prior"``, a departure from the paper).
 
 A validation set is held out from the training observations by whole spatial clusters
-(:func:`miso_xr.training.setup.plan_validation`); early stopping watches its loss and the best
-weights are restored. Where no validation set is possible, the summary and the progress bar say
-that the weights are chosen on the training loss. Any test set must be removed from ``obs`` by the
-caller (see ``miso_xr.spatial_folds``).
+(:func:`miso_xr.training.setup.plan_validation`); early stopping watches its loss (or, with
+``select_on="val_balanced_accuracy"``, its balanced accuracy) and the best weights are restored.
+Where no validation set is possible, the summary and the progress bar say that the weights are
+chosen on the training loss. Any test set must be removed from ``obs`` by the caller (see
+``miso_xr.spatial_folds``).
 
 torch is imported inside the functions here; ``miso_xr.training`` imports this module lazily.
 """
@@ -61,6 +62,8 @@ from .setup import (
 __all__ = ["TASK_CLASSES", "predict_points", "train", "validation_split"]
 
 LOCATION_MODES = ("contrastive", "prior", "off")
+# what may choose the kept epoch (train's select_on)
+SELECT_ON = ("val_loss", "val_balanced_accuracy")
 
 
 def _resolve_config(config: Any) -> Any:
@@ -125,6 +128,7 @@ def train(
     val_obs: pd.DataFrame | None = None,
     val_distance: float | None = None,
     patience: int | None = 5,
+    select_on: str = "val_loss",
     fillers: int | None = None,
     n_random: int | None = None,
     grid: int | None = None,
@@ -182,7 +186,12 @@ def train(
         whole spatial clusters (points closer than ``val_distance``; by default the crop extent,
         halved until a validation set remains: see the summary's ``validation``).
     patience
-        Epochs without a better validation loss before stopping (None: never stop early).
+        Epochs without a better validation score before stopping (None: never stop early).
+    select_on
+        What chooses the epoch whose weights are kept (and what ``patience`` watches):
+        ``"val_loss"`` (default, the lowest validation loss) or ``"val_balanced_accuracy"`` (the
+        highest validation balanced accuracy at the class-probability argmax; among equal ones,
+        the lowest validation loss). Without a validation set the training loss chooses.
     fillers, n_random, grid
         Queries per crop besides the labelled point (default the config's: the paper's 4, 10
         and 6, i.e. 51 queries per crop).
@@ -252,6 +261,8 @@ def train(
     contrastive_weight = float(
         cfg.contrastive_weight if contrastive_weight is None else contrastive_weight
     )
+    if select_on not in SELECT_ON:
+        raise InputError(f"select_on={select_on!r}: expected one of {', '.join(SELECT_ON)}")
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise InputError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: all must be positive")
     if min(scheme.fillers, scheme.random, scheme.grid) < 0:
@@ -371,7 +382,13 @@ def train(
 
     n_out = 1 if k == 2 else k
     history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None, "metrics": {}}
+    best: dict[str, Any] = {
+        "loss": math.inf,
+        "score": (math.inf,),
+        "epoch": 0,
+        "state": None,
+        "metrics": {},
+    }
     use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
     cuda_ids = (
         [dev.index if dev.index is not None else torch.cuda.current_device()]
@@ -397,7 +414,7 @@ def train(
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        watch_name = "val_loss" if val_crops is not None else "training loss"
+        watch_name = select_on if val_crops is not None else "training loss"
         # a manual bar: one iterated over counts an epoch only when the next starts, so a run
         # stopped early would end a step short
         bar = tqdm(
@@ -484,9 +501,11 @@ def train(
             )
             bar.update(1)
             watch = rec.get("val_loss", rec["loss"])
-            if watch < best["loss"]:
+            score = _selection_score(rec, watch_name, watch)
+            if score < best["score"]:
                 best = {
                     "loss": watch,
+                    "score": score,
                     "epoch": epoch + 1,
                     "state": copy.deepcopy(net.state_dict()),
                     "metrics": {kk: v for kk, v in rec.items() if kk.startswith("val_")},
@@ -612,6 +631,15 @@ def _freeze(net: Any, pretrained: Any, frozen: bool) -> bool:
             for p in net.encoders[m].parameters():
                 p.requires_grad_(not frozen)
     return frozen
+
+
+def _selection_score(rec: dict[str, float], watch_name: str, watch: float) -> tuple[float, ...]:
+    """The epoch's rank for selection (lower is better): the watched loss, or for balanced
+    accuracy its negative with the validation loss breaking ties (a few dozen validation
+    points give many equal accuracies)."""
+    if watch_name == "val_balanced_accuracy":
+        return (-rec["val_balanced_accuracy"], watch)
+    return (watch,)
 
 
 def _validate(
