@@ -30,7 +30,9 @@ machine the wall clock mostly measures the share of the cores the process got.
 
 Memory: the peak RSS rise above the starting RSS of ``predict -> to_zarr`` in a fresh subprocess
 at 1x, 10x and 100x a raster's area (the micro model, so the 100x run stays short), the cube
-read lazily from a Zarr store (an in-memory cube would be counted in the rise: it is the raster).
+read lazily from a Zarr store (an in-memory cube would be counted in the rise: it is the raster),
+``--mem-repeats`` times interleaved (each run is kept; the figures are medians), with the median
+of the sampled RSS beside its peak. ``--only-memory`` runs this part alone.
 
     python benchmarks/bench_predict.py --small     # minutes on 2 CPU cores
     python benchmarks/bench_predict.py             # a bigger raster and the "tiny" MISO config
@@ -322,23 +324,27 @@ proc = psutil.Process()
 cube = xr.open_zarr({src!r})  # lazy: the cube stays on disk, as a real one would
 cube = cube.rio.write_crs("EPSG:3338")
 base = proc.memory_info().rss
-peak = [base]
+samples = [base]
 done = threading.Event()
 def sample():
     while not done.wait(0.02):  # bounded: stops when the write is done
-        peak[0] = max(peak[0], proc.memory_info().rss)
+        samples.append(proc.memory_info().rss)
 threading.Thread(target=sample, daemon=True).start()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 with tempfile.TemporaryDirectory() as d:
     maps = predict(cube, model)
     to_zarr(maps, d + "/m.zarr", progress=False)
-dt = time.perf_counter() - t0
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 done.set()
-peak[0] = max(peak[0], proc.memory_info().rss)
+samples.append(proc.memory_info().rss)
+peak = max(samples)
+mid = sorted(samples)[len(samples) // 2]
 tasks = len(maps.__dask_graph__())
 print(json.dumps({{"pixels": {size} ** 2, "rss_before_mib": base / 2**20,
-                  "peak_rss_mib": peak[0] / 2**20, "rise_mib": (peak[0] - base) / 2**20,
-                  "seconds": dt, "input_mib": cube.nbytes / 2**20, "graph_tasks": tasks}}))
+                  "peak_rss_mib": peak / 2**20, "rise_mib": (peak - base) / 2**20,
+                  "median_rise_mib": (mid - base) / 2**20, "samples": len(samples),
+                  "seconds": dt, "cpu_seconds": cpu, "input_mib": cube.nbytes / 2**20,
+                  "graph_tasks": tasks}}))
 """
 
 
@@ -355,6 +361,41 @@ def memory_at(size: int, s: dict, tmp: str) -> dict:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_scaling(s: dict, tmp: str, repeats: int = 2, areas=(1, 10, 100)) -> dict:
+    """:func:`memory_at` at each area, ``repeats`` times interleaved (1x, 10x, 100x, 1x, ...).
+
+    The peak of a sampled RSS is the largest of many short spikes (a chunk's model call), so it
+    varies from run to run by several MiB on a shared machine: each run is kept, and each area's
+    figures are the medians of its runs (with the smallest and largest rise beside them).
+    """
+    base = s["mem_base"]
+    runs: dict[str, list] = {f"{k}x": [] for k in areas}
+    for _ in range(repeats):
+        for k in areas:
+            runs[f"{k}x"].append(memory_at(int(round(base * k**0.5)), s, tmp))
+    out: dict = {}
+    for name, rs in runs.items():
+        summary = {
+            key: float(np.median([r[key] for r in rs]))
+            for key in rs[0]
+            if isinstance(rs[0][key], float)
+        }
+        summary.update(pixels=rs[0]["pixels"], graph_tasks=rs[0]["graph_tasks"], repeats=len(rs))
+        summary["rise_mib_runs"] = [r["rise_mib"] for r in rs]
+        summary["median_rise_mib_runs"] = [r["median_rise_mib"] for r in rs]
+        summary["seconds_runs"] = [r["seconds"] for r in rs]
+        out[name] = summary
+    if "10x" in out and "100x" in out:
+        out["rise_growth_10x_to_100x"] = out["100x"]["rise_mib"] / out["10x"]["rise_mib"] - 1
+        out["rise_growth_10x_to_100x_per_repeat"] = [
+            b / a - 1 for a, b in zip(out["10x"]["rise_mib_runs"], out["100x"]["rise_mib_runs"])
+        ]
+        out["median_rise_growth_10x_to_100x"] = (
+            out["100x"]["median_rise_mib"] / out["10x"]["median_rise_mib"] - 1
+        )
+    return out
 
 
 def _task_seconds(stream: list) -> dict:
@@ -527,6 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--small", action="store_true", help="a quick run (small raster and model)")
     ap.add_argument("--no-cluster", action="store_true", help="skip the LocalCluster run")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    ap.add_argument("--only-memory", action="store_true", help="only the memory subprocesses")
+    ap.add_argument("--mem-repeats", type=int, default=2, help="memory: interleaved runs per area")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     ap.add_argument("--repeats", type=int, default=3, help="(a): alternated runs, best kept")
@@ -547,6 +590,14 @@ def main(argv: list[str] | None = None) -> dict:
             "loadavg_1min_at_start": os.getloadavg()[0],
         },
     }
+    if args.only_memory:
+        res["memory"] = memory_scaling(
+            s, tempfile.mkdtemp(prefix="bench-predict-"), args.mem_repeats
+        )
+        res["machine"]["loadavg_1min_at_end"] = os.getloadavg()[0]
+        _save(res, args.out)
+        _print_memory(res)
+        return res
     model = make_model(s)
     tmp = tempfile.mkdtemp(prefix="bench-predict-")
     model.save(os.path.join(tmp, "model.safetensors"))
@@ -649,12 +700,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["d_random_forest"] = bench_rf(cube, s)
     _save(res, args.out)
     if not args.no_memory:
-        base = s["mem_base"]
-        res["memory"] = {
-            f"{k}x": memory_at(int(round(base * k**0.5)), s, tmp) for k in (1, 10, 100)
-        }
-        m = res["memory"]
-        res["memory"]["rise_growth_10x_to_100x"] = m["100x"]["rise_mib"] / m["10x"]["rise_mib"] - 1
+        res["memory"] = memory_scaling(s, tmp, args.mem_repeats)
     best = max(res["a_new_path"]["pixels_per_s"], res["b_threads"]["pixels_per_s"])
     res["alaska_10m"] = {
         "pixels": ALASKA_PIXELS,
@@ -830,21 +876,32 @@ def _print_table(res: dict) -> None:
         f"{d['plain_pixels_per_s']:.0f} px/s (x{d['overhead_vs_plain']:.2f})"
     )
     if "memory" in res:
-        for k, m in res["memory"].items():
-            if isinstance(m, dict):
-                print(
-                    f"memory {k}: {m['pixels']:.3g} px, input {m['input_mib']:.0f} MiB, RSS "
-                    f"before {m['rss_before_mib']:.0f} MiB, peak {m['peak_rss_mib']:.0f} MiB, "
-                    f"rise {m['rise_mib']:.0f} MiB, {m['seconds']:.1f} s"
-                )
-        print(
-            f"peak RSS rise, 10x -> 100x: {100 * res['memory']['rise_growth_10x_to_100x']:+.0f} %"
-        )
+        _print_memory(res)
     al = res["alaska_10m"]
     print(
         f"Alaska at 10 m (1.7e10 px), one process here: {al['hours_at_best_rate_here']:.3g} h "
         f"(old path {al['hours_old_path_rate']:.3g} h); RF {al['hours_random_forest']:.3g} h"
     )
+
+
+def _print_memory(res: dict) -> None:
+    mem = res["memory"]
+    for k, m in mem.items():
+        if isinstance(m, dict):
+            runs = ", ".join(f"{r:.1f}" for r in m["rise_mib_runs"])
+            print(
+                f"memory {k}: {m['pixels']:.3g} px, input {m['input_mib']:.0f} MiB, RSS "
+                f"before {m['rss_before_mib']:.0f} MiB, peak rise {m['rise_mib']:.1f} MiB "
+                f"(runs {runs}), median rise {m['median_rise_mib']:.1f} MiB, "
+                f"{m['seconds']:.1f} s ({m['cpu_seconds']:.1f} CPU s)"
+            )
+    if "rise_growth_10x_to_100x" in mem:
+        each = ", ".join(f"{100 * g:+.1f}" for g in mem["rise_growth_10x_to_100x_per_repeat"])
+        print(
+            f"peak RSS rise, 10x -> 100x: {100 * mem['rise_growth_10x_to_100x']:+.1f} % of the "
+            f"medians (each repeat: {each} %); median RSS rise "
+            f"{100 * mem['median_rise_growth_10x_to_100x']:+.1f} %"
+        )
 
 
 if __name__ == "__main__":
