@@ -244,7 +244,12 @@ def test_one_output_only_and_batch_size_does_not_matter(toy):
 
 
 def test_auto_batch_size_follows_memory():
-    from miso_xr.infer.batching import CPU_MAX_BATCH, auto_batch_size, window_bytes
+    from miso_xr.infer.batching import (
+        CPU_BATCH_BYTES,
+        CPU_MAX_BATCH,
+        auto_batch_size,
+        window_bytes,
+    )
     from miso_xr.model import MisoModel
 
     tiny = MisoModel.create(_with_identity_normalisation(toy_spec(kind="miso")), "tiny", seed=0)
@@ -252,7 +257,10 @@ def test_auto_batch_size_follows_memory():
     assert window_bytes(tiny, 128) == pytest.approx(4 * window_bytes(tiny, 64), rel=0.01)
     micro = MisoModel.create(_with_identity_normalisation(toy_spec(kind="miso")), "micro", seed=0)
     assert window_bytes(micro, 64) < window_bytes(tiny, 64)
-    assert auto_batch_size(tiny, 64, "cpu") == CPU_MAX_BATCH  # a CPU batch is capped
+    assert auto_batch_size(micro, 16, "cpu") == CPU_MAX_BATCH  # a CPU batch is capped
+    # and held to a size that runs fast on a CPU: a few of the tiny model's 64 px windows
+    assert auto_batch_size(tiny, 64, "cpu") == CPU_BATCH_BYTES // window_bytes(tiny, 64)
+    assert 2 <= auto_batch_size(tiny, 64, "cpu") < CPU_MAX_BATCH
     # a window bigger than the memory share runs one at a time
     assert auto_batch_size(tiny, 1 << 16, "cpu") == 1
 

@@ -4,7 +4,8 @@ A batch is sized on the worker that runs it (its device is only known there): th
 memory of one window (:func:`window_bytes`) against a share of what the device has free: half
 of the free CUDA memory on a GPU, a quarter of the available RAM split between the CPU threads
 that may run side by side. Larger batches fill a GPU; on a CPU they only need to be large enough
-for big matmuls, so the CPU batch is also capped (:data:`CPU_MAX_BATCH`).
+for big matmuls, and larger ones run slower (their per-pixel tensors no longer stay near the
+caches), so a CPU batch is also held to :data:`CPU_BATCH_BYTES` and :data:`CPU_MAX_BATCH`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["CPU_MAX_BATCH", "GPU_MAX_BATCH", "auto_batch_size", "window_bytes"]
+__all__ = ["CPU_BATCH_BYTES", "CPU_MAX_BATCH", "GPU_MAX_BATCH", "auto_batch_size", "window_bytes"]
 
 CPU_MAX_BATCH = 32
+# the estimated peak of a CPU batch: the tiny model's 64 px windows (30 MB each) ran at 143 ms
+# CPU a window in batches of 4, 161 in 8, 229 in 16 and 238 in 32 (dense decode, 1 thread;
+# the query path: 206 in 8)
+CPU_BATCH_BYTES = 128 << 20
 GPU_MAX_BATCH = 512
 FALLBACK_BATCH = 16
 
@@ -61,7 +66,8 @@ def _device_budget(device: str) -> tuple[int, int]:
     import psutil
 
     threads = max(1, os.cpu_count() or 1)  # tasks of a process may predict side by side
-    return int(0.25 * psutil.virtual_memory().available / threads), CPU_MAX_BATCH
+    share = int(0.25 * psutil.virtual_memory().available / threads)
+    return min(share, CPU_BATCH_BYTES), CPU_MAX_BATCH
 
 
 def auto_batch_size(model: Any, window: int, device: str) -> int:
