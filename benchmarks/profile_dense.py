@@ -2,7 +2,8 @@
 
 CPU time (``time.process_time``, one torch thread, best of a few runs) per window for each part
 of the dense path, and the whole model call on the old path (pixel centres queried as points,
-8 windows a call) and on the new one (dense decode, 32 windows a call). CPU time, not wall time,
+8 windows a call) and on the new one (dense decode, the automatic CPU batch, and all the windows
+in one call). CPU time, not wall time,
 so the split stays readable on a shared machine. The LIIF stages run in cache-sized blocks (the
 default on CPU, :func:`miso_xr.model.liif.block_points`) and, for comparison, in blocks of
 ``1 << 17`` points.
@@ -26,6 +27,8 @@ sys.path.insert(0, str(HERE.parent))
 def main(argv: list[str] | None = None) -> dict:
     import bench_predict as bp
     import torch
+
+    from miso_xr.infer.batching import auto_batch_size
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="bench_predict's default settings")
@@ -75,19 +78,28 @@ def main(argv: list[str] | None = None) -> dict:
             rows["location encoder (prior)"] = ms(lambda: net.location(loc))
     parts = sum(rows.values())
     old = ms(lambda: model.predict_windows(inputs, xs, ys, dense=False, batch_size=8))
-    new = ms(lambda: model.predict_windows(inputs, xs, ys, batch_size=n))
+    auto = auto_batch_size(model, win, "cpu")
+    new = ms(lambda: model.predict_windows(inputs, xs, ys, batch_size=auto))
+    one_call = ms(lambda: model.predict_windows(inputs, xs, ys, batch_size=n))
     print(f"{s['config']} model, {win} px windows, {n} windows a call, 1 thread, CPU ms per window")
     for name, v in rows.items():
-        print(f"  {name:40s} {v:8.3f}  {100 * v / new:5.1f} %")
+        print(f"  {name:40s} {v:8.3f}  {100 * v / one_call:5.1f} %")
     print(f"  {'sum of the parts':40s} {parts:8.3f}")
     cache = sum(v for k, v in rows.items() if k.startswith("LIIF"))
     print(
         f"LIIF stages: cache-sized blocks {cache:8.3f}, blocks of 1 << 17 points "
         f"{sum(big.values()):8.3f}   ratio {sum(big.values()) / cache:.2f}x"
     )
-    print(f"model call, new path (dense, {n} a call)   {new:8.3f}")
+    print(f"model call, new path (dense, {n} a call)   {one_call:8.3f}")
+    print(f"model call, new path (dense, {auto} a call)    {new:8.3f}")
     print(f"model call, old path (queries, 8 a call)   {old:8.3f}   old / new {old / new:.2f}x")
-    return {"parts_ms": rows, "liif_big_blocks_ms": big, "new_ms": new, "old_ms": old}
+    return {
+        "parts_ms": rows,
+        "liif_big_blocks_ms": big,
+        "new_ms": new,
+        "new_one_call_ms": one_call,
+        "old_ms": old,
+    }
 
 
 if __name__ == "__main__":
