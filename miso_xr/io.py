@@ -184,9 +184,7 @@ def to_zarr(
         finish = dask.delayed(_mark_complete, pure=True)
         key = f"miso-zarr-done-{dask.base.tokenize(target, fp, todo)}"
         return finish(target, root, local, options, *tasks, dask_key_name=key)
-    if todo:
-        # a tile's write tasks are made when it is its turn: what a write holds does not grow
-        # with the map (all of them at once: about 2.6 kB per chunk, 0.7 GB for Alaska)
+    if todo:  # a tile's tasks made in its turn (all at once: 2.6 kB a chunk, 0.7 GB for Alaska)
         tiles = (_region_tasks(ds, target, root, local, t, options) for t in _tiles(todo))
         _compute(tiles, len(todo), show_progress(progress))
     _mark_finished(target, options)
@@ -414,11 +412,9 @@ def _region_tasks(
     from dask.delayed import Delayed
 
     names = list(ds.data_vars)
-    # the chunks' own keys in the maps' unoptimised graph (what ``to_delayed(optimize_graph=
-    # False)`` gives, for these chunks only): variables keep the keys they share (label and
-    # uncertainty both come from probability), so the model runs once per chunk, not per variable
-    arrays = [ds[v].data for v in names]
-    graphs = [(a.__dask_graph__(), a.__dask_layers__()[0]) for a in arrays]
+    # the unoptimised graph's keys (as to_delayed(optimize_graph=False), these chunks only): label
+    # and uncertainty share probability's, so the model runs once per chunk, not per variable
+    graphs = [(a, a.__dask_graph__(), a.__dask_layers__()[0]) for a in (ds[v].data for v in names)]
     ystarts = np.concatenate([[0], np.cumsum(ds.chunks["y"])]).tolist()
     xstarts = np.concatenate([[0], np.cumsum(ds.chunks["x"])]).tolist()
     write = dask.delayed(_write_region, pure=True)
@@ -426,7 +422,7 @@ def _region_tasks(
     for i, j in todo:
         parts = [
             Delayed((a.name, *(0,) * (a.ndim - 2), i, j), graph, layer=layer)
-            for a, (graph, layer) in zip(arrays, graphs)
+            for a, graph, layer in graphs
         ]
         ys = (ystarts[i], ystarts[i + 1])
         xs = (xstarts[j], xstarts[j + 1])
@@ -479,12 +475,10 @@ TILE = 8
 def _tiles(todo: list, tile: int | None = None) -> list[list]:
     """The chunks ``(row, col)`` grouped in ``tile`` x ``tile`` tiles of chunks, tile rows first.
 
-    A map's chunk needs its neighbours' inputs, so a single compute of a whole map keeps about
-    two rows of input chunks alive and holds every task of the map in the scheduler: memory that
-    grows with the raster. Computed a tile at a time, memory stays that of one tile whatever the
-    raster's size; the input chunks along a tile's border are read again by the next tile
-    (about ``4 / tile`` more reads than chunks: the model's work is not repeated).
-    """
+    A chunk needs its neighbours' inputs: one compute of a whole map keeps about two rows of input
+    chunks alive and every task of the map in the scheduler, memory that grows with the raster. A
+    tile at a time, it stays that of one tile; the inputs along a tile's border are read again by
+    the next tile (about ``4 / tile`` more reads than chunks; the model's work is not repeated)."""
     tile = TILE if tile is None else tile
     groups: dict[tuple[int, int], list] = {}
     for i, j in todo:
@@ -493,11 +487,7 @@ def _tiles(todo: list, tile: int | None = None) -> list[list]:
 
 
 def _compute(tiles: Iterable[list], total: int, progress: bool) -> None:
-    """Compute the tiles' tasks one tile after another (two in flight on a cluster).
-
-    ``tiles`` is consumed lazily: a tile's tasks are made when the tile before it is computed
-    (locally) or submitted (on a cluster).
-    """
+    """The tiles' tasks, a tile at a time (two on a cluster); ``tiles`` is consumed lazily."""
     import dask
 
     from .infer.predict import _cluster_has_gpu_resource
@@ -525,9 +515,7 @@ def _compute(tiles: Iterable[list], total: int, progress: bool) -> None:
 
         # two tiles in flight: the workers start the next while the last of one finishes
         tiles = iter(tiles)
-        pending = [
-            client.compute(tile, optimize_graph=optimize) for tile in itertools.islice(tiles, 1)
-        ]
+        pending = [client.compute(t, optimize_graph=optimize) for t in itertools.islice(tiles, 1)]
         for nxt in itertools.chain(tiles, [None]):
             if nxt is not None:
                 pending.append(client.compute(nxt, optimize_graph=optimize))
