@@ -5,9 +5,9 @@ unit directions ``a_j`` at 0, 120 and 240 degrees, the features of a point ``p``
 ``sin(2 pi <p, a_j> / lambda_s)`` and ``cos(...)``: ``6 S`` numbers, like grid cells' firing
 fields at many scales (Mai et al., 2020). Residual fully connected blocks map them to width ``D``.
 
-Phases are computed in float64 and wrapped to [0, 2 pi) before going to float32: an Alaska Albers
-coordinate (~2e6 m) over a 20 m wavelength is a phase of ~6e5 rad, which float32 would carry with
-only ~0.06 rad of precision.
+Phases are computed in float64 as cycles, and only the fraction of a cycle (``torch.frac``, in
+(-1, 1)) goes to float32 before the 2 pi scaling: an Alaska Albers coordinate (~2e6 m) over a 20 m
+wavelength is a phase of ~6e5 rad, which float32 would carry with only ~0.06 rad of precision.
 """
 
 from __future__ import annotations
