@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_io import make_maps
-from test_train import MICRO, _scene
+from test_train import MICRO, _scene, train_stopped_early
 
 from miso_xr import _progress
 from miso_xr.checkpoint import read_checkpoint
@@ -94,17 +94,7 @@ def test_cli_seed_reaches_training(tmp_path, capsys):
 
 def test_a_bar_stopped_early_counts_its_last_epoch_and_says_why(capsys):
     cube, obs = _scene()
-    model = train(
-        cube,
-        obs.iloc[:100],
-        val_obs=obs.iloc[100:],
-        config=MICRO,
-        epochs=30,
-        lr=3e-2,  # too high on purpose: validation stops improving soon
-        patience=2,
-        progress=True,
-    )
-    tr = model.training
+    tr = train_stopped_early(cube, obs, progress=True).training
     assert tr["epochs"] < 30
     printed = capsys.readouterr().err.split("\r")[-1]  # the bar's last state
     assert f"| {tr['epochs']}/30 [" in printed

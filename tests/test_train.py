@@ -170,9 +170,9 @@ def test_validation_split_is_spatial_and_disjoint_from_the_held_out_fold(scene):
     assert va1.size == 0 and tr1.size == 5
 
 
-def test_explicit_validation_obs_and_early_stopping(scene):
-    cube, obs = scene
-    model = train(
+def train_stopped_early(cube, obs, *, progress: bool):
+    """A micro MISO on the first 100 points, validated on the rest, that stops early."""
+    return train(
         cube,
         obs.iloc[:100],
         val_obs=obs.iloc[100:],
@@ -180,8 +180,13 @@ def test_explicit_validation_obs_and_early_stopping(scene):
         epochs=30,
         lr=3e-2,  # too high on purpose: validation stops improving soon
         patience=2,
-        progress=False,
+        progress=progress,
     )
+
+
+def test_explicit_validation_obs_and_early_stopping(scene):
+    cube, obs = scene
+    model = train_stopped_early(cube, obs, progress=False)
     tr = model.training
     assert tr["validation"] == "val_obs" and tr["n_validation"] == len(obs) - 100
     assert tr["epochs"] < 30 and tr["epochs"] - tr["best_epoch"] == 2

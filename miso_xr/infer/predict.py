@@ -6,8 +6,10 @@ The cube's modalities are stacked into one ``(band, y, x)`` Dask array in the mo
 blockwise task per chunk). One task per chunk then cuts a halo of neighbouring pixels (NaN beyond the
 grid) just wide enough for every window of the global lattice (:mod:`miso_xr.infer.windows`) that
 touches the chunk from its 8 neighbouring chunks (:mod:`miso_xr.infer.halo`: one lazy layer, so the
-graph of a statewide cube builds in constant time and a few of its chunks compute alone), fetches the model from its process cache (:mod:`miso_xr.infer.workers`), runs the
-lattice's windows in batches, blends them with a Gaussian weight and keeps the chunk's own pixels.
+graph of a statewide cube builds in constant time and a few of its chunks compute alone), fetches
+the model from its process cache (:mod:`miso_xr.infer.workers`), runs the lattice's windows in
+batches, blends them (a Hann weight by default, :class:`~miso_xr.infer.windows.WindowPlan`) and
+keeps the chunk's own pixels.
 Because windows sit on the grid's lattice, not the chunk's, the maps do not depend on the chunking
 (up to float rounding, well below 1e-5).
 

@@ -382,8 +382,8 @@ def train(
 
     n_out = 1 if k == 2 else k
     history: list[dict[str, float]] = []
+    # "score" ranks the epochs (lower is better); its last item is the watched loss
     best: dict[str, Any] = {
-        "loss": math.inf,
         "score": (math.inf,),
         "epoch": 0,
         "state": None,
@@ -504,7 +504,6 @@ def train(
             score = _selection_score(rec, watch_name, watch)
             if score < best["score"]:
                 best = {
-                    "loss": watch,
                     "score": score,
                     "epoch": epoch + 1,
                     "state": copy.deepcopy(net.state_dict()),
@@ -553,7 +552,7 @@ def train(
         "epochs": len(history),
         "epochs_asked": epochs,
         "best_epoch": int(best["epoch"]),
-        "best_loss": float(best["loss"]),
+        "best_loss": float(best["score"][-1]),
         **{kk: float(v) for kk, v in best["metrics"].items()},
         "history": history,
         "batch_size": batch_size,
