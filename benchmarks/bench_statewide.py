@@ -81,7 +81,7 @@ def dense_flops_meta(config: str, crop: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from miso_xr.model.miso import MisoNet
+    from miso_xr.model.net import MisoNet
 
     with torch.device("meta"):
         net = MisoNet(config, {"optical": 9, "covariates": 6}, 1, True).eval()

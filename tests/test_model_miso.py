@@ -101,6 +101,46 @@ def test_predict_windows_pixel_equals_the_network_at_that_pixel():
     assert np.isfinite(p).all()
 
 
+def test_location_prior_once_per_pixel_equals_the_prior_in_every_window():
+    model = MisoModel.create(_spec(), SMALL, seed=2)
+    inputs, x, y = _windows(n=3)
+    y = y + 10 * 16 * np.arange(3)[:, None]  # windows at different rows too
+    # one grid over every window's columns and rows, each window cutting its part from it
+    gx, gy = np.unique(x), np.unique(y)[::-1]
+    grid = model.location_prior(gx, gy, max_points=500)
+    assert grid.shape == (gy.size, gx.size, 1) and grid.dtype == np.float32
+    ix = np.searchsorted(gx, x)
+    iy = gy.size - 1 - np.searchsorted(gy[::-1], y)
+    prior = grid[iy[:, :, None], ix[:, None, :]]
+    per_window = model.predict_windows(inputs, x, y)
+    for dense in (True, False):
+        shared = model.predict_windows(inputs, x, y, prior=prior, dense=dense, max_points=700)
+        assert np.abs(shared - per_window).max() <= 1e-5
+    # the prior moves the map: a wrong one (another place's) must not give the same result
+    moved = model.predict_windows(inputs, x, y, prior=prior[::-1].copy())
+    assert np.abs(moved - per_window).max() > 1e-3
+    # the prior's logits are the location head's, at those coordinates
+    loc = torch.tensor([[[x[0, 4] - model.origin[0], y[0, 0] - model.origin[1]]]])
+    with torch.no_grad():
+        want = model.net.location_logits(loc.double()).numpy()[0, 0]
+    assert grid[iy[0, 0], ix[0, 4]] == pytest.approx(want, abs=1e-6)
+
+
+def test_bad_location_prior_raises_one_clear_error():
+    model = MisoModel.create(_spec(), SMALL, seed=0)
+    inputs, x, y = _windows(n=2)
+    with pytest.raises(
+        InputError, match=r"prior has shape \(2, 32, 32\); it needs \(2, 32, 32, 1\)"
+    ):
+        model.predict_windows(inputs, x, y, prior=np.zeros((2, 32, 32), np.float32))
+    plain = MisoModel.create(_spec(location=False), SMALL, seed=0)
+    assert plain.location_prior(x[0], y[0]) is None
+    with pytest.raises(InputError, match="this one has none"):
+        plain.predict_windows(inputs, x, y, prior=np.zeros((2, 32, 32, 1), np.float32))
+    with pytest.raises(InputError, match="no location prior"):
+        plain.net.location_logits(torch.zeros(1, 2, dtype=torch.float64))
+
+
 def test_checkpoint_round_trip_is_bit_identical(tmp_path):
     model = MisoModel.create(_spec(), SMALL, seed=3, training={"points": 12})
     path = tmp_path / "m.safetensors"

@@ -16,7 +16,7 @@ from miso_xr.checkpoint import write_checkpoint
 from miso_xr.cube.grid import Grid, make_cube
 from miso_xr.exceptions import IncompatibleCubeError, InputError, MissingBandError
 from miso_xr.infer.predict import check_cube, predict
-from miso_xr.infer.windows import window_weights
+from miso_xr.infer.windows import WindowPlan, window_weights
 from miso_xr.spec import ModelSpec, Normalisation
 
 # these tests cut chunks thinner than the halo on purpose; test_chunks.py tests the warning
@@ -497,6 +497,35 @@ def test_miso_model_maps_are_seamless_and_lazy(tmp_path, raise_if_dask_computes)
     assert list(one["category"].values) == ["absent", "present"]
     mc = predict(toy_cube(32, 32, chunks=-1, nan_patch=False), model, mc_samples=2).compute()
     assert np.allclose(mc.probability.values.sum(0), 1, atol=1e-5)
+
+
+@THIN_CHUNKS
+def test_location_prior_is_computed_once_per_block_and_maps_the_same(monkeypatch):
+    from miso_xr.model.miso import MisoModel
+
+    model = _small_miso()
+    cube = toy_cube(48, 40, chunks={"y": 24, "x": 20})
+    grids = []
+    per_block = MisoModel.location_prior
+
+    def spy(self, x, y, **kw):
+        grids.append((len(y), len(x)))
+        return per_block(self, x, y, **kw)
+
+    monkeypatch.setattr(MisoModel, "location_prior", spy)
+    lazy = predict(cube, model)
+    shared = lazy.compute()
+    # one grid per chunk of the map, over the chunk and its halo
+    ychunks, xchunks = lazy.probability.chunks[1:]
+    plan = WindowPlan(window=32, stride=16)
+    hy, hx = plan.halo_for(ychunks), plan.halo_for(xchunks)
+    want = [(h + 2 * hy, w + 2 * hx) for h in ychunks for w in xchunks]
+    assert len(want) > 1 and sorted(grids) == sorted(want)
+    monkeypatch.setattr(MisoModel, "location_prior", lambda self, x, y, **kw: None)
+    each = predict(cube, model).compute()  # the prior inside every window, as before
+    a, b = shared.probability.values, each.probability.values
+    assert np.isfinite(a).any() and np.array_equal(np.isnan(a), np.isnan(b))
+    assert np.nanmax(np.abs(a - b)) <= 1e-5
 
 
 @THIN_CHUNKS

@@ -475,6 +475,9 @@ def _predict_block(
     acc = None
     offs = np.arange(win)
     splits = np.cumsum([n for _, n in counts])[:-1]
+    prior = _block_prior(
+        model, block.shape[1:], (pr0, pc0), geo, device, mc_samples, rr.size * win**2
+    )
     for s in range(0, rr.size, batch_size):
         br, bc = rr[s : s + batch_size], cc[s : s + batch_size]
         patches = np.stack(
@@ -484,7 +487,12 @@ def _predict_block(
         inputs = {mod: np.ascontiguousarray(p) for (mod, _), p in zip(counts, parts)}
         xs = left + (bc[:, None] + offs[None, :] + 0.5) * res
         ys = top - (br[:, None] + offs[None, :] + 0.5) * res
-        probs = _run_model(model, inputs, xs, ys, device, mc_samples, batch_size)
+        kw = {}
+        if prior is not None:  # each window's part of the block's prior: (b, W, W, outputs)
+            kw["prior"] = prior[
+                (br - pr0)[:, None, None] + offs[:, None], (bc - pc0)[:, None, None] + offs
+            ]
+        probs = _run_model(model, inputs, xs, ys, device, mc_samples, batch_size, **kw)
         if probs.shape != (br.size, k, win, win):
             raise RuntimeError(
                 f"{type(model).__name__}.predict_windows returned shape {probs.shape}; the "
@@ -500,6 +508,32 @@ def _predict_block(
     return prob
 
 
+def _block_prior(
+    model: Any,
+    shape: tuple[int, int],
+    first: tuple[int, int],
+    geo: tuple[float, float, float],
+    device: str,
+    mc: int,
+    window_pixels: int,
+) -> np.ndarray | None:
+    """A model's location prior on the whole halo-padded block, or None.
+
+    The prior depends on the coordinates only (``MisoModel.location_prior``): computed once per
+    block pixel, it costs ``1 / coverage`` of running it in every window. Not with MC-dropout (the
+    prior's dropout is sampled per pass) nor when the block has more pixels than its windows.
+    """
+    if mc or not hasattr(model, "location_prior") or not _takes(model, "prior"):
+        return None
+    if shape[0] * shape[1] >= window_pixels:
+        return None
+    left, top, res = geo
+    xg = left + (first[1] + np.arange(shape[1]) + 0.5) * res  # the windows' formula, exactly
+    yg = top - (first[0] + np.arange(shape[0]) + 0.5) * res
+    with device_lock(device):
+        return model.location_prior(xg, yg, device=device)
+
+
 def _run_model(
     model: Any,
     inputs: dict[str, np.ndarray],
@@ -508,9 +542,10 @@ def _run_model(
     device: str,
     mc: int,
     batch: int,
+    **kw: Any,
 ) -> np.ndarray:
     with device_lock(device):
-        return _run_model_locked(model, inputs, xs, ys, device, mc, batch)
+        return _run_model_locked(model, inputs, xs, ys, device, mc, batch, **kw)
 
 
 def _run_model_locked(
@@ -521,9 +556,11 @@ def _run_model_locked(
     device: str,
     mc: int,
     batch: int,
+    **kw: Any,
 ) -> np.ndarray:
     # a model that batches itself (MisoModel) takes the whole batch in one call
-    kw = {"batch_size": batch} if _takes(model, "batch_size") else {}
+    if _takes(model, "batch_size"):
+        kw["batch_size"] = batch
     if not mc:
         p = model.predict_windows(inputs, xs, ys, device=device, **kw)
         return np.asarray(p, dtype=np.float64)

@@ -133,7 +133,7 @@ def miso_loss(
     Parameters
     ----------
     output
-        A :class:`~miso_xr.model.miso.MisoOutput` (``logits`` (B, Q, K), ``embeddings`` name ->
+        A :class:`~miso_xr.model.net.MisoOutput` (``logits`` (B, Q, K), ``embeddings`` name ->
         (B, Q, D)).
     labels
         (B, Q) class indices, ``-1`` unlabelled.
@@ -148,7 +148,7 @@ def miso_loss(
 
     Examples
     --------
-    >>> from miso_xr.model.miso import MisoOutput
+    >>> from miso_xr.model.net import MisoOutput
     >>> emb = {m: torch.randn(2, 3, 4) for m in ("optical", "covariates", "visual")}
     >>> out = MisoOutput(torch.zeros(2, 3, 1), emb)
     >>> total, parts = miso_loss(out, torch.tensor([[1, -1, -1], [0, -1, -1]]), binary=True)

@@ -1,25 +1,16 @@
-"""The MISO network and the user-facing, self-describing :class:`MisoModel`.
+"""The user-facing, self-describing MISO predictor: :class:`MisoModel`.
 
-Network (one instance per configuration of modalities, never a fork of the code)::
-
-    image modality m (optical / covariates / sar / any) --SwinV2Encoder_m--> 4 stage maps
-        --MultiScaleLIIF_m at the query points--> (B, Q, D) --MLP + LayerNorm--> e_m
-    visual = MLP + LayerNorm (sum_m e_m) --head MLP--> logits            (B, Q, K)
-    location (x, y metres from the region centre) --LocationEncoder--> e_loc
-
-As in the paper, location never enters the prediction: ``e_loc`` exists only for the fused
-visual <-> location InfoNCE, which regularises the visual embedding to vary smoothly in space.
-The ``location_prior=True`` option (a departure from the paper, off by default) adds a location
-head's logits to the visual logits, a learned spatial prior that can memorise field points; the
-map then changes when the same pixels are moved. The embeddings returned for the contrastive
-losses are the ``e_m``, ``visual`` and ``e_loc``.
+It holds a :class:`~miso_xr.model.net.MisoNet` (the network, in ``net.py``) with the
+:class:`~miso_xr.spec.ModelSpec` that says what the network reads and predicts, normalises raw cube
+values, saves and loads checkpoints, and predicts class probabilities at every pixel of windows
+(the predictor protocol that ``infer/`` calls).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,245 +20,10 @@ from ..exceptions import CheckpointError, IncompatibleCubeError, InputError, Mis
 from ..spec import ModelSpec
 from .config import MisoConfig
 from .inputs import InputEncoding, Preparation
-from .liif import MultiScaleLIIF, pixel_centres
-from .location import LocationEncoder
-from .swin import SwinV2Encoder
+from .liif import pixel_centres
+from .net import MisoNet, count_parameters
 
-__all__ = ["MisoModel", "MisoNet", "MisoOutput", "count_parameters", "flops_per_crop"]
-
-
-class MisoOutput(NamedTuple):
-    """What :meth:`MisoNet.forward` returns.
-
-    ``logits``: (B, Q, num_outputs); ``embeddings``: branch name (each image modality, and
-    ``"location"`` when enabled) -> (B, Q, D).
-    """
-
-    logits: Tensor
-    embeddings: dict[str, Tensor]
-
-
-def count_parameters(module: nn.Module, *, trainable_only: bool = False) -> int:
-    """Number of parameters of ``module`` (all, or only those with ``requires_grad``).
-
-    >>> count_parameters(nn.Linear(3, 2))
-    8
-    """
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def _mlp_norm(width: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(width, width), nn.GELU(), nn.Linear(width, width), nn.LayerNorm(width)
-    )
-
-
-class MisoNet(nn.Module):
-    """MISO: per-modality Swin v2 + LIIF embeddings, fused; a location encoder for contrast.
-
-    Parameters
-    ----------
-    config
-        A :class:`MisoConfig` (or its name, ``"tiny"``/``"base"``).
-    bands
-        Image modality -> number of input channels, in the order the model reads them
-        (``{"optical": 9, "covariates": 6}``; ``{"covariates": 6}`` alone is a valid model).
-    num_outputs
-        1 for a binary task (one logit, BCE), K for K classes (CE).
-    location
-        Whether to build the location encoder (for the visual <-> location contrastive loss).
-    location_prior
-        Also add location logits to the prediction (a departure from the paper; needs
-        ``location``).
-
-    Examples
-    --------
-    >>> net = MisoNet("micro", {"covariates": 6}, num_outputs=1, location=False)
-    >>> out = net({"covariates": torch.zeros(2, 6, 32, 32)}, torch.zeros(2, 5, 2), None)
-    >>> tuple(out.logits.shape), sorted(out.embeddings)
-    ((2, 5, 1), ['covariates', 'visual'])
-    """
-
-    def __init__(
-        self,
-        config: MisoConfig | str,
-        bands: Mapping[str, int],
-        num_outputs: int,
-        location: bool = True,
-        location_prior: bool = False,
-    ) -> None:
-        super().__init__()
-        config = MisoConfig.named(config) if isinstance(config, str) else config
-        if not bands:
-            raise InputError(
-                "MisoNet needs at least one image modality, e.g. bands={'covariates': 6}"
-            )
-        for name, n in bands.items():
-            if not name.isidentifier() or name in ("location", "visual"):
-                raise InputError(
-                    f"modality name {name!r} must be a Python identifier other than 'location' "
-                    "and 'visual'"
-                )
-            if int(n) < 1:
-                raise InputError(f"modality {name!r} has {n} bands; it needs at least 1")
-        if int(num_outputs) < 1:
-            raise InputError(f"num_outputs must be >= 1 (1 for binary), got {num_outputs}")
-        if location_prior and not location:
-            raise InputError("location_prior=True needs the location encoder (location=True)")
-        self.config = config
-        self.bands = {str(k): int(v) for k, v in bands.items()}
-        self.num_outputs = int(num_outputs)
-        self.has_location = bool(location)
-        self.location_prior = bool(location_prior)
-        c = config
-        strides = tuple(c.patch_size * 2**i for i in range(len(c.depths)))
-        self.encoders = nn.ModuleDict(
-            {
-                m: SwinV2Encoder(
-                    n,
-                    embed_dim=c.embed_dim,
-                    depths=c.depths,
-                    num_heads=c.num_heads,
-                    window_size=c.window_size,
-                    patch_size=c.patch_size,
-                    mlp_ratio=c.mlp_ratio,
-                    drop_path=c.drop_path,
-                    cpb_hidden=c.cpb_hidden,
-                )
-                for m, n in self.bands.items()
-            }
-        )
-        self.implicit = nn.ModuleDict(
-            {
-                m: MultiScaleLIIF(
-                    c.stage_dims,
-                    c.width,
-                    hidden=c.liif_widths,
-                    activation=c.liif_activation,
-                    strides=strides,
-                )
-                for m in self.bands
-            }
-        )
-        if c.pixel_skip:
-            self.pixel = nn.ModuleDict({m: nn.Linear(n, c.width) for m, n in self.bands.items()})
-        self.project = nn.ModuleDict({m: _mlp_norm(c.width) for m in self.bands})
-        self.visual = _mlp_norm(c.width)
-        half = max(1, c.fusion_hidden // 2)
-        # the reference's output head: D -> D -> D/2 -> K with GELUs (dropout for MC-dropout)
-        self.head = nn.Sequential(
-            nn.Linear(c.width, c.fusion_hidden),
-            nn.GELU(),
-            nn.Dropout(c.dropout),
-            nn.Linear(c.fusion_hidden, half),
-            nn.GELU(),
-            nn.Linear(half, self.num_outputs),
-        )
-        if self.has_location:
-            self.location = LocationEncoder(
-                c.width,
-                min_wavelength=c.location_min_wavelength,
-                max_wavelength=c.location_max_wavelength,
-                scales=c.location_scales,
-                layers=c.location_layers,
-                dropout=c.dropout,
-            )
-        if self.location_prior:
-            self.location_head = nn.Sequential(
-                nn.Dropout(c.dropout), nn.Linear(c.width, self.num_outputs)
-            )
-
-    # -- the two halves, separate so dense prediction encodes once and queries in chunks --------
-    def encode(self, images: Mapping[str, Tensor]) -> dict[str, list[Tensor]]:
-        """Run each modality's encoder: name -> four stage maps."""
-        missing = [m for m in self.bands if m not in images]
-        if missing:
-            raise MissingBandError(
-                f"images lack modality {missing}; this model reads {list(self.bands)}"
-            )
-        r = self.config.reduction
-        out = {}
-        for m, n in self.bands.items():
-            x = images[m]
-            if x.ndim != 4 or x.shape[1] != n:
-                raise InputError(
-                    f"images[{m!r}] has shape {tuple(x.shape)}; it needs (batch, {n}, height, width)"
-                )
-            if x.shape[-1] % r or x.shape[-2] % r:
-                raise InputError(
-                    f"images[{m!r}] is {x.shape[-2]} x {x.shape[-1]} px; height and width must be "
-                    f"multiples of {r} (patch_size * 2**(stages-1))"
-                )
-            out[m] = self.encoders[m](x)
-        return out
-
-    def decode(
-        self,
-        features: Mapping[str, list[Tensor]],
-        query: Tensor | None,
-        location: Tensor | None,
-        images: Mapping[str, Tensor] | None = None,
-    ) -> MisoOutput:
-        """Embeddings and logits at ``query`` (B, Q, 2) from encoded ``features``.
-
-        ``query=None`` decodes every pixel of the encoded images, row-major (Q = H * W), through
-        LIIF's dense path: the same values as the pixel centres' queries, for much less work.
-        ``location`` (B, Q, 2), metres from the region centre, is needed with the location prior;
-        otherwise it only adds the ``"location"`` embedding (training) and may be None.
-        ``images`` are the encoded images themselves, needed by a net with the pixel skip.
-        """
-        skip = self.config.pixel_skip
-        if skip and images is None:
-            raise InputError(
-                "this model adds the pixel values at each query (pixel_skip): pass the images "
-                "that were encoded as decode(..., images=images)"
-            )
-        if query is None:
-            f = next(iter(features.values()))[0]
-            hw = f.shape[-2] * f.shape[-1] * self.config.patch_size**2
-            qshape: tuple[int, ...] = (f.shape[0], hw, 2)
-        elif query.ndim != 3 or query.shape[-1] != 2:
-            raise InputError(
-                f"query has shape {tuple(query.shape)}; it needs (batch, points, 2) as (x, y) in "
-                "[-1, 1]"
-            )
-        else:
-            qshape = tuple(query.shape)
-        emb: dict[str, Tensor] = {}
-        fused = None
-        # sorted: the sum's rounding must not depend on the order a spec lists modalities in
-        for m in sorted(self.bands):
-            imp = self.implicit[m]
-            z = imp.dense(features[m]) if query is None else imp(features[m], query)
-            if skip:
-                z = z + self.pixel[m](_pixels_at(images[m], query))
-            e = self.project[m](z)
-            emb[m] = e
-            fused = e if fused is None else fused + e
-        visual = self.visual(fused)
-        emb["visual"] = visual
-        logits = self.head(visual)
-        if self.has_location and (location is not None or self.location_prior):
-            if location is None or tuple(location.shape) != qshape:
-                raise InputError(
-                    "this model has a location prior; location must be projected x/y in metres "
-                    f"with the query's shape {qshape}, got "
-                    f"{None if location is None else tuple(location.shape)}"
-                )
-            e_loc = self.location(location)
-            emb["location"] = e_loc
-            if self.location_prior:
-                logits = logits + self.location_head(e_loc)
-        return MisoOutput(logits=logits, embeddings=emb)
-
-    def forward(
-        self, images: Mapping[str, Tensor], query: Tensor, location: Tensor | None = None
-    ) -> MisoOutput:
-        """``images[m]`` (B, C_m, H, W), ``query`` (B, Q, 2) grid_sample convention (x, y in
-        [-1, 1], edges at +-1), ``location`` (B, Q, 2) projected x/y in metres (float64 keeps
-        full precision; ignored by a model without the location branch)."""
-        return self.decode(self.encode(images), query, location, images)
-
+__all__ = ["MisoModel"]
 
 _INIT_FUNCTIONS = (
     "uniform_",
@@ -281,17 +37,6 @@ _INIT_FUNCTIONS = (
     "ones_",
     "constant_",
 )
-
-
-def _pixels_at(image: Tensor, query: Tensor | None) -> Tensor:
-    """(B, Q, C) values of the pixels that hold each query point; every pixel row-major if None."""
-    if query is None:
-        return image.flatten(2).transpose(1, 2)
-    # nearest pixel in grid_sample's convention (edges at +-1), exact at pixel centres
-    picked = nn.functional.grid_sample(
-        image, query.to(image.dtype).unsqueeze(1), mode="nearest", align_corners=False
-    )
-    return picked.squeeze(2).transpose(1, 2)
 
 
 class _no_init:  # noqa: N801 - used like a function: `with _no_init():`
@@ -574,6 +319,7 @@ class MisoModel:
         batch_size: int = 8,
         max_points: int = 65536,
         dense: bool = True,
+        prior: np.ndarray | None = None,
     ) -> np.ndarray:
         """Class probabilities at every pixel of each window.
 
@@ -597,6 +343,11 @@ class MisoModel:
         dense
             Decode every pixel through LIIF's dense path (the default: the same values, much less
             work); ``False`` queries the pixel centres as points (the path training uses).
+        prior
+            (N, W, W, outputs) float32: the location prior's logits at each window's pixels, cut
+            from :meth:`location_prior` of a larger grid. The location branch then does not run
+            here: a pixel under 4 windows gets its prior once, not 4 times. ``None``: computed
+            per window (and, with ``mc_samples``, sampled with dropout like the rest).
 
         Returns
         -------
@@ -606,6 +357,15 @@ class MisoModel:
         n, w = self._check_inputs(inputs, x, y)
         if mc_samples < 0:
             raise InputError(f"mc_samples must be >= 0, got {mc_samples}")
+        outputs = self.net.num_outputs
+        if prior is not None and (
+            not self.net.location_prior or np.shape(prior) != (n, w, w, outputs)
+        ):
+            raise InputError(
+                f"prior has shape {np.shape(prior)}; it needs {(n, w, w, outputs)} (the location "
+                "prior's logits at each window's pixels, from location_prior()), and a model with "
+                f"a location prior (this one has {'one' if self.net.location_prior else 'none'})"
+            )
         if device is not None:
             self.to(device)
         dev = self.device
@@ -635,8 +395,12 @@ class MisoModel:
                     for m, _ in self.spec.modalities
                 }
                 b = stop - start
-                loc = None
-                if self.net.location_prior:
+                loc = pri = None
+                if prior is not None:
+                    pri = torch.from_numpy(
+                        np.ascontiguousarray(prior[start:stop], np.float32).reshape(b, w * w, -1)
+                    ).to(dev)
+                elif self.net.location_prior:
                     gx = np.broadcast_to(x[start:stop, None, :] - self.origin[0], (b, w, w))
                     gy = np.broadcast_to(y[start:stop, :, None] - self.origin[1], (b, w, w))
                     loc = torch.from_numpy(np.stack([gx, gy], -1).reshape(b, w * w, 2)).to(dev)
@@ -646,14 +410,16 @@ class MisoModel:
                     with autocast:
                         feats = self.net.encode(images)
                         if dense:
-                            logits = self.net.decode(feats, None, loc, images).logits.float()
+                            out_ = self.net.decode(feats, None, loc, images, prior=pri)
+                            logits = out_.logits.float()
                             prob += _probabilities(logits, k)
                             continue
                         for q0 in range(0, w * w, chunk):
                             q1 = min(q0 + chunk, w * w)
                             q = query[q0:q1].expand(b, -1, -1)
                             lq = loc[:, q0:q1] if loc is not None else None
-                            logits = self.net.decode(feats, q, lq, images).logits.float()
+                            pq = pri[:, q0:q1] if pri is not None else None
+                            logits = self.net.decode(feats, q, lq, images, prior=pq).logits.float()
                             prob[:, q0:q1] += _probabilities(logits, k)
                 prob /= passes
                 out[start:stop] = (
@@ -662,6 +428,48 @@ class MisoModel:
         finally:
             if switched:
                 self.net.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def location_prior(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        device: str | torch.device | None = None,
+        max_points: int = 65536,
+    ) -> np.ndarray | None:
+        """The location prior's logits on a grid, for :meth:`predict_windows`'s ``prior``.
+
+        ``x`` (columns) and ``y`` (rows) are 1-D pixel-centre coordinates (CRS ``spec.crs``);
+        returns (len(y), len(x), outputs) float32, or ``None`` for a model without a location
+        prior. The prior depends on the coordinates only, so a grid covering many overlapping
+        windows costs one pass per pixel instead of one per window.
+        """
+        if not self.net.location_prior:
+            return None
+        gx = np.asarray(x, np.float64).ravel() - self.origin[0]
+        gy = np.asarray(y, np.float64).ravel() - self.origin[1]
+        if device is not None:
+            self.to(device)
+        dev = self.device
+        out = np.empty((gy.size, gx.size, self.net.num_outputs), np.float32)
+        rows = max(1, max_points // max(gx.size, 1))
+        tx = torch.from_numpy(gx).to(dev)
+        head = self.net.location_head
+        modes = [m.training for m in (self.net.location, head)]
+        self.net.location.eval()
+        head.eval()
+        try:
+            for r0 in range(0, gy.size, rows):
+                ty = torch.from_numpy(gy[r0 : r0 + rows]).to(dev)
+                xy = torch.stack(torch.broadcast_tensors(tx[None, :], ty[:, None]), dim=-1)
+                with _autocast(dev):
+                    logits = self.net.location_logits(xy).float()
+                out[r0 : r0 + rows] = logits.cpu().numpy()
+        finally:
+            self.net.location.train(modes[0])
+            head.train(modes[1])
         return out
 
     def __repr__(self) -> str:
@@ -691,33 +499,3 @@ def _autocast(device: torch.device) -> Any:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return contextlib.nullcontext()
-
-
-def flops_per_crop(
-    config: MisoConfig | str,
-    *,
-    bands: Mapping[str, int] | None = None,
-    crop: int = 256,
-    queries: int | None = None,
-    location: bool = True,
-    device: str = "meta",
-) -> int:
-    """Forward FLOPs of one crop, counted with ``torch.utils.flop_counter.FlopCounterMode``.
-
-    ``queries`` defaults to the training query count (51); ``crop * crop`` gives dense prediction.
-    Counting runs on the ``meta`` device (shapes only), so even the base model costs no compute.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    config = MisoConfig.named(config) if isinstance(config, str) else config
-    bands = dict(bands or {"optical": 9, "covariates": 6})
-    queries = config.queries_per_crop if queries is None else queries
-    with torch.device(device):
-        net = MisoNet(config, bands, 1, location).eval()
-        images = {m: torch.zeros(1, c, crop, crop) for m, c in bands.items()}
-        query = torch.zeros(1, queries, 2)
-        loc = torch.zeros(1, queries, 2, dtype=torch.float64)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        net(images, query, loc)
-    return int(counter.get_total_flops())

@@ -154,7 +154,7 @@ def resolve_backbone(backbone: Any, *, cfg: Any, modalities: Sequence[str]) -> P
 
 
 def apply_backbone(net: Any, pretrained: Pretrained | None) -> dict[str, Any] | None:
-    """Load ``pretrained`` into a fresh :class:`~miso_xr.model.miso.MisoNet`; what happened."""
+    """Load ``pretrained`` into a fresh :class:`~miso_xr.model.net.MisoNet`; what happened."""
     if pretrained is None:
         return None
     if pretrained.layout == "satlas":

@@ -232,7 +232,8 @@ def train(
     from tqdm.auto import tqdm
 
     from ..model.losses import miso_loss
-    from ..model.miso import MisoModel, MisoNet
+    from ..model.miso import MisoModel
+    from ..model.net import MisoNet
     from .backbone import apply_backbone, resolve_backbone
 
     t_start = time.perf_counter()

@@ -135,7 +135,7 @@ def pretrain(
     from ..checkpoint import read_checkpoint, sha256_file, write_checkpoint
     from ..model.inputs import Preparation, encoding_for
     from ..model.losses import contrastive_losses, info_nce
-    from ..model.miso import MisoNet
+    from ..model.net import MisoNet
     from .loop import _check_window, _resolve_config
 
     t0 = time.perf_counter()
