@@ -6,7 +6,7 @@ One process, one raster, one window plan, side by side:
     ``predict_windows``, blended in numpy: the *old path* (the pixel centres queried as points,
     ``dense=False``, 8 windows per call, the plan of before: stride W/2, Gaussian sigma W/8) and
     the *new path* (LIIF's dense decode, ``batch_size="auto"``) on the default plan of new models
-    (``miso_xr.spec.default_stride``) and on the other plan (stride W/2 with Hann blending, or
+    (``miso_xr.spec.default_stride``) and on the other plans (stride W/2 with Hann blending,
     3W/4 with Tukey blending), best of alternated runs;
 (v) the model call alone on one batch of windows: eager, channels-last inputs and model, and
     ``torch.compile`` of the decode (what wins is kept; both are reported);
@@ -149,8 +149,9 @@ def bare_loop(
     """(a): the lattice windows of the whole raster, batched through the model, blended.
 
     ``old``: the path of before (points queried, 8 windows per call, Gaussian sigma W/8);
-    else the new one (dense decode, automatic batch, the plan's default blending), on the
-    settings' stride or on ``stride``. Returns wall seconds, windows, the map, CPU seconds.
+    else the new one (dense decode, automatic batch, the plan's default blending, a location
+    prior computed once per pixel as infer/ does per block), on the settings' stride or on
+    ``stride``. Returns wall seconds, windows, the map, CPU seconds.
     """
     from miso_xr.cube.grid import Grid
     from miso_xr.infer.batching import auto_batch_size
@@ -171,9 +172,19 @@ def bare_loop(
     padded = np.pad(arr, ((0, 0), (pad, pad), (pad, pad)), constant_values=np.nan)
     rr, cc = _windows(arr, plan, h, w, pad)
     offs = np.arange(plan.window)
+    prior = None
+    if not old:  # as infer does per block: the location prior once per pixel the windows cover
+        r_lo, c_lo = int(rr.min()), int(cc.min())
+        gx = g.left + (c_lo + np.arange(int(cc.max()) + plan.window - c_lo) + 0.5) * g.resolution
+        gy = g.top - (r_lo + np.arange(int(rr.max()) + plan.window - r_lo) + 0.5) * g.resolution
+        prior = model.location_prior(gx, gy, device="cpu")
     acc = None
     for i in range(0, rr.size, batch):
         br, bc = rr[i : i + batch], cc[i : i + batch]
+        if prior is not None:
+            kw["prior"] = prior[
+                (br - r_lo)[:, None, None] + offs[:, None], (bc - c_lo)[:, None, None] + offs
+            ]
         p = np.stack(
             [
                 padded[:, r + pad : r + pad + plan.window, c + pad : c + pad + plan.window]
@@ -617,21 +628,29 @@ def main(argv: list[str] | None = None) -> dict:
     inputs, xs, ys = _inputs(1, s["window"])
     model.predict_windows(inputs, xs, ys)  # warm-up: first calls allocate
     # alternated, best of --repeats: a shared machine's load changes from one second to the next.
-    # The new path on the default plan of new models (spec.default_stride) and on the other one
-    # (stride W/2 with Hann blending, or 3W/4 with Tukey blending)
+    # The new path on the default plan of new models (spec.default_stride) and on the other
+    # plans (stride W/2 with Hann blending, 3W/4 with Tukey blending)
     default = default_stride(s["window"])
-    half, long = s["window"] // 2, 3 * s["window"] // 4
-    other_name, other = (
-        ("new_path_stride_w2_hann", half) if default != half else ("new_path_stride_3w4", long)
-    )
-    t_old = t_new = t_other = c_old = c_new = c_other = float("inf")
+    others = {
+        name: st
+        for name, st in (
+            ("new_path_stride_w2_hann", s["window"] // 2),
+            ("new_path_stride_3w4", 3 * s["window"] // 4),
+        )
+        if st != default
+    }
+    t_old = t_new = c_old = c_new = float("inf")
+    t_other = dict.fromkeys(others, float("inf"))
+    c_other = dict.fromkeys(others, float("inf"))
+    n_other = {}
     for _ in range(args.repeats):
         t, n_old, prob_old, c = bare_loop(cube, model, s, old=True)
         t_old, c_old = min(t_old, t), min(c_old, c)
         t, n_new, prob_new, c = bare_loop(cube, model, s, old=False, stride=default)
         t_new, c_new = min(t_new, t), min(c_new, c)
-        t, n_other, _, c = bare_loop(cube, model, s, old=False, stride=other)
-        t_other, c_other = min(t_other, t), min(c_other, c)
+        for name, st in others.items():
+            t, n_other[name], _, c = bare_loop(cube, model, s, old=False, stride=st)
+            t_other[name], c_other[name] = min(t_other[name], t), min(c_other[name], c)
     # the same in CPU seconds, against the peak per CPU-second: what a shared machine's wall
     # clock hides (the process gets a varying share of the cores)
     peak_cpu = matmul_peak(cpu=True)
@@ -647,7 +666,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, c, n, flops in (
             ("old_path", c_old, n_old, res["flops_per_window"]["query_path"]),
             ("new_path", c_new, n_new, actual),
-            (other_name, c_other, n_other, actual),
+            *((name, c_other[name], n_other[name], actual) for name in others),
         )
     }
     res["a_old_path"] = {
@@ -662,7 +681,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for key, stride, t, n in (
         ("a_new_path", default, t_new, n_new),
-        ("a_" + other_name, other, t_other, n_other),
+        *(("a_" + name, st, t_other[name], n_other[name]) for name, st in others.items()),
     ):
         res[key] = {
             "stride": stride,
@@ -674,7 +693,7 @@ def main(argv: list[str] | None = None) -> dict:
             "effective_utilisation": naive * n_old / t / peak,
             "actual_utilisation": actual * n / t / peak,
         }
-    res["a_other_plan"] = "a_" + other_name
+    res["a_other_plans"] = ["a_" + name for name in others]
     res["a_old_path"]["effective_utilisation"] = naive * n_old / t_old / peak
     res["a_old_path"]["actual_utilisation"] = (
         res["flops_per_window"]["query_path"] * n_old / t_old / peak
@@ -799,11 +818,11 @@ def _print_table(res: dict) -> None:
         f"{'run':30s} {'stride, blending':>24s} {'seconds':>9s} {'pixels/s':>10s} "
         f"{'eff. util':>9s} {'act. util':>9s}"
     )
-    other = res["a_other_plan"]
+    others = res["a_other_plans"]
     for key, name in (
         ("a_old_path", "(a) old path, bare"),
         ("a_new_path", "(a) new path, default plan"),
-        (other, "(a) new path, other plan"),
+        *((key, "(a) new path, other plan") for key in others),
     ):
         r = res[key]
         plan = f"{r['stride']} {r['blending']}"
@@ -813,8 +832,8 @@ def _print_table(res: dict) -> None:
         )
     print(
         f"new / old pixels per second: {res['a_new_path']['speedup_vs_old']:.2f}x (default plan, "
-        f"stride {res['a_new_path']['stride']}); {res[other]['speedup_vs_old']:.2f}x (stride "
-        f"{res[other]['stride']})"
+        f"stride {res['a_new_path']['stride']}); "
+        + "; ".join(f"{res[k]['speedup_vs_old']:.2f}x (stride {res[k]['stride']})" for k in others)
     )
     print(f"the same in CPU seconds (peak {res['matmul_peak_flops_per_cpu_s']:.3g} FLOP/cpu-s):")
     print(f"{'run':30s} {'cpu s':>9s} {'px/cpu-s':>10s} {'eff. util':>9s} {'act. util':>9s}")

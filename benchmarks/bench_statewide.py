@@ -7,7 +7,8 @@
    memory (RSS) before and after.
 2. A few chunks of that map computed (threads): seconds and peak RSS.
 3. Projected hours for the whole state per CPU core, for the "tiny" and "base" configurations:
-   tiny from predict_windows timed here on one thread (output pixels per window = stride^2);
+   tiny from predict_windows timed here on one thread (output pixels per window = stride^2, the
+   default plan of new models; the location prior timed per pixel, as infer/ runs it per block);
    base from its dense-path FLOPs per window at the FLOP rate tiny achieved here (base is too
    slow to time on this CPU: minutes per 256 px window).
 4. Per GPU: not measured unless a CUDA device is present (then the same timing runs there under
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from miso_xr.infer.predict import predict
+    from miso_xr.spec import default_stride
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--side", type=int, default=130_384, help="pixels per side (1.7e10 px)")
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=str(HERE / "results" / "bench_statewide.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # "per CPU core"
-    s = {"window": 64, "stride": 32, "config": "tiny"}
+    s = {"window": 64, "stride": default_stride(64), "config": "tiny"}  # the default plan
     model = bp.make_model(s)
     res: dict = {
         "command": "python benchmarks/bench_statewide.py " + " ".join(argv or sys.argv[1:]),
@@ -168,14 +170,21 @@ def main(argv: list[str] | None = None) -> dict:
         "finite": bool(np.isfinite(values).all()),
     }
 
-    # per core: predict_windows on one thread, 4 windows, best of 2
+    # per core: predict_windows on one thread, 4 windows, best of 2, with the location prior
+    # computed once per pixel as infer/ does per block (timed apart, per pixel)
     inputs, xs, ys = bp._inputs(4, s["window"])
-    model.predict_windows(inputs, xs, ys, batch_size=4)
-    best = float("inf")
+    prior = model.location_prior(xs[0], ys[0])
+    prior = np.ascontiguousarray(np.broadcast_to(prior, (4, *prior.shape)))
+    model.predict_windows(inputs, xs, ys, batch_size=4, prior=prior)
+    best = prior_px = float("inf")
+    grid = 250_000 + 10.0 * np.arange(256)
     for _ in range(2):
         t0 = time.perf_counter()
-        model.predict_windows(inputs, xs, ys, batch_size=4)
+        model.predict_windows(inputs, xs, ys, batch_size=4, prior=prior)
         best = min(best, (time.perf_counter() - t0) / 4)
+        t0 = time.perf_counter()
+        model.location_prior(grid, grid + 1.4e6)
+        prior_px = min(prior_px, (time.perf_counter() - t0) / grid.size**2)
     out_px_per_window = s["stride"] ** 2
     tiny_flops = bp.counted_flops_per_window(model, s, dense=True)
     rate = tiny_flops / best
@@ -184,24 +193,25 @@ def main(argv: list[str] | None = None) -> dict:
     res["per_cpu_core"] = {
         "tiny": {
             "seconds_per_window": best,
+            "location_prior_seconds_per_pixel": prior_px,
             "window": 64,
-            "stride": 32,
+            "stride": s["stride"],
             "flops_per_window": tiny_flops,
             "flop_rate": rate,
-            "hours": ALASKA_PIXELS / (out_px_per_window / best) / 3600,
+            "hours": ALASKA_PIXELS * (best / out_px_per_window + prior_px) / 3600,
         },
         "base": {
             "seconds_per_window_projected": base_s,
             "window": 256,
-            "stride": 128,
+            "stride": default_stride(256),
             "flops_per_window": base_flops,
-            "hours": ALASKA_PIXELS / (128**2 / base_s) / 3600,
+            "hours": ALASKA_PIXELS / (default_stride(256) ** 2 / base_s) / 3600,
             "how": "base's dense-path FLOPs at the FLOP rate tiny achieved on this core",
         },
     }
     if torch.cuda.is_available():
         res["per_gpu"] = _gpu(
-            model, bp.make_model({"window": 256, "stride": 128, "config": "base"})
+            model, bp.make_model({"window": 256, "stride": default_stride(256), "config": "base"})
         )
     else:
         res["per_gpu"] = {
@@ -218,8 +228,11 @@ def _gpu(tiny, base) -> dict:
     import bench_predict as bp
     import torch
 
+    from miso_xr.spec import default_stride
+
     out = {"measured": True, "device": torch.cuda.get_device_name()}
-    for name, model, win, stride, n in (("tiny", tiny, 64, 32, 64), ("base", base, 256, 128, 8)):
+    for name, model, win, n in (("tiny", tiny, 64, 64), ("base", base, 256, 8)):
+        stride = default_stride(win)
         inputs, xs, ys = bp._inputs(n, win)
         model.to("cuda")
         model.predict_windows(inputs, xs, ys, batch_size=n)

@@ -1,16 +1,20 @@
 """The lattice texture of MISO maps: window plans and blendings side by side, on one model.
 
 Trains a tiny MISO on the synthetic demo scene (or loads ``--checkpoint``), predicts the scene's
-map with the Gaussian blending of before (sigma W/8), with Hann (stride W/2, the default plan)
-and with the cheaper plan of a stride of 3/4 of the window (Tukey cross-fade), and draws them side
-by side with a zoom and the *lattice component*: the map folded onto one ``stride x stride`` tile
-of its window lattice (the mean over every tile). A map without lattice texture folds to a flat
-tile; the amplitude (max - min of the folded tile, in probability) is printed and written to JSON.
-The fold of a map also keeps some of the scene; ``--reference`` subtracts a map with windows every
-W/8 px (the lattice averaged out) before folding, which leaves the lattice's part alone.
-``--holdout`` trains on the demo's split and scores each map at the held-out points. Each map's
-difference from the Hann map (max, mean, label agreement) and, for a trained model, its accuracy
-against the scene's hidden truth are reported too.
+map with the Gaussian blending of before (sigma W/8, stride W/2), with Hann (stride W/2), with the
+default of new models (stride 5W/8, Tukey cross-fade; ``miso_xr.spec.default_stride``) and with
+a stride of 3/4 of the window (Tukey), and draws them side by side with a zoom and the *lattice
+component*: the map folded onto one ``stride x stride`` tile of its window lattice (the mean over
+every tile). A map without lattice texture folds to a flat tile; the amplitude (max - min of the
+folded tile, in probability) is printed and written to JSON. The fold of a map also keeps some of
+the scene; ``--reference`` subtracts a map with windows every W/8 px (the lattice averaged out)
+before folding, which leaves the lattice's part alone, and folds the same difference on the
+neighbouring periods ``stride - 1`` and ``stride + 1``, where no lattice lines up: the *noise
+floor* of that amplitude (it grows with the period, as fewer tiles are averaged). A lattice shows
+as a ``lattice_to_noise`` ratio well above 1; the mean |map - reference| says how far each plan's
+map lies from the many-window average. ``--holdout`` trains on the demo's split and scores each
+map at the held-out points. Each map's difference from the Hann map (max, mean, label agreement)
+and, for a trained model, its accuracy against the scene's hidden truth are reported too.
 
     python benchmarks/fig_lattice.py --epochs 8 --holdout --reference   # trains (minutes)
     python benchmarks/fig_lattice.py --epochs 0 --size 256 [--location]   # an untrained tiny
@@ -18,7 +22,8 @@ against the scene's hidden truth are reported too.
 Writes ``--out`` (default ``benchmarks/results/lattice.png``) and a JSON beside it. Results
 kept in docs/img: ``lattice_images_only.png`` (untrained, no location branch),
 ``lattice_with_location.png`` (untrained, with the location branch at its 20 m wavelength) and
-``lattice_trained.png`` (trained 8 epochs, ``--holdout --reference``).
+``lattice_trained.png`` (trained 8 epochs, ``--holdout --reference``; ``--save`` then
+``--checkpoint`` reuses the trained model).
 """
 
 from __future__ import annotations
@@ -59,6 +64,11 @@ def folded(prob: np.ndarray, period: int) -> np.ndarray:
     return np.nanmean(tiles, axis=(0, 2))
 
 
+def amplitude(tile: np.ndarray) -> float:
+    """Max - min of a folded tile."""
+    return float(np.nanmax(tile) - np.nanmin(tile))
+
+
 def agreement(maps: dict, ref: str) -> dict:
     """Per map: max and mean |P - P_ref| (every class) and the share of equal labels."""
     a = maps[ref]
@@ -91,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import miso_xr
     from miso_xr.infer.predict import predict
+    from miso_xr.spec import default_stride
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", help="a trained tiny MISO of the demo scene")
@@ -143,10 +154,13 @@ def main(argv: list[str] | None = None) -> dict:
             model.save(args.save)
     win = model.spec.window
     half, long = win // 2, 3 * win // 4
+    default = default_stride(win)
     plans = {  # name -> (stride, sigma)
         f"before: Gaussian sigma={win / 8:g}, stride {half} px": (half, win / 8),
         f"Hann, stride {half} px": (half, None),
-        # the cheaper plan: (4/3)^2 windows per pixel instead of 4, cross-faded over W/4
+        # the default of new models: (8/5)^2 windows per pixel, cross-faded over 3W/8
+        f"Tukey, stride {default} px (default)": (default, None),
+        # (4/3)^2 windows per pixel, cross-faded over W/4
         f"Tukey, stride {long} px": (long, None),
     }
     strides = {k: st for k, (st, _) in plans.items()}
@@ -180,6 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     if ref is not None:
         res["reference_stride"] = max(1, win // 8)
         res["lattice_amplitude_vs_reference"] = {}
+        res["noise_floor_vs_reference"] = {}
+        res["lattice_to_noise"] = {}
         res["mean_abs_diff_vs_reference"] = {
             k: float(np.nanmean(np.abs(p - ref))) for k, p in probs.items()
         }
@@ -198,19 +214,27 @@ def main(argv: list[str] | None = None) -> dict:
         res["lattice_amplitude"][name] = amp
         if lattice:
             g = lattice[name]
-            res["lattice_amplitude_vs_reference"][name] = float(np.nanmax(g) - np.nanmin(g))
+            a = float(np.nanmax(g) - np.nanmin(g))
+            res["lattice_amplitude_vs_reference"][name] = a
+            # the same fold on the neighbouring periods, where no lattice lines up: what the
+            # map's noise alone folds to with as many tiles (the amplitude grows with the period)
+            noise = [amplitude(folded(p - ref, q)) for q in (stride - 1, stride + 1)]
+            res["noise_floor_vs_reference"][name] = float(np.mean(noise))
+            res["lattice_to_noise"][name] = a / float(np.mean(noise))
         row[0].imshow(p, vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
         row[0].set_title(f"{name}: P(permafrost)")
         row[1].imshow(p[z, z], vmin=lo, vmax=hi, cmap="viridis", interpolation="nearest")
         for k in range(1, 3 * half // stride + 1):
             for ax_line in (row[1].axhline, row[1].axvline):
                 ax_line(k * stride - 0.5 - (z.start % stride), color="w", lw=0.5, ls=":")
-        row[1].set_title(f"zoom, {z.stop - z.start} px (dotted: window lattice, {stride} px)")
+        row[1].set_title(f"zoom {z.stop - z.start} px, dotted: the {stride} px lattice")
         g = shown[name]
         im = row[2].imshow(g - np.nanmean(g), cmap="RdBu_r", vmin=-lim, vmax=lim)
         what = "map - reference" if lattice else "map"
-        a = float(np.nanmax(g) - np.nanmin(g))
-        row[2].set_title(f"{what} folded on the {stride} px lattice: amplitude {a:.4f}")
+        a = amplitude(g)
+        floor = res.get("noise_floor_vs_reference", {}).get(name)
+        extra = f" (noise {floor:.4f})" if floor is not None else ""
+        row[2].set_title(f"{what}, folded: amplitude {a:.4f}{extra}")
         fig.colorbar(im, ax=row[2], shrink=0.8)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:40s} lattice amplitude {amp:.4f}")
     keys = (
         "lattice_amplitude_vs_reference",
+        "noise_floor_vs_reference",
+        "lattice_to_noise",
         "mean_abs_diff_vs_reference",
         "agreement_with_hann",
         "map_accuracy_vs_truth",

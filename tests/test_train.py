@@ -98,7 +98,7 @@ def test_training_learns_and_describes_itself(scene, trained):
     assert spec.kind == "miso" and spec.task == "permafrost"
     assert spec.classes == ("absent", "present")
     assert spec.modalities == (("optical", ("B04", "B08")), ("covariates", ("elevation", "slope")))
-    assert (spec.window, spec.stride, spec.resolution, spec.crs) == (16, 8, RES, "EPSG:3338")
+    assert (spec.window, spec.stride, spec.resolution, spec.crs) == (16, 10, RES, "EPSG:3338")
     # the paper: location regularises through the contrastive loss, never in the prediction
     assert spec.location is False and trained.training["location"] == "contrastive"
     # normalisation: nan-aware band statistics of the training crops (elevation ~ 300 +- 50)

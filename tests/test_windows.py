@@ -177,14 +177,21 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_new_models_record_a_half_window_stride_with_hann_blending():
-    """The default plan of new models (``spec.default_stride``): 4 windows a pixel, Hann."""
+def test_new_models_record_a_five_eighths_stride_with_tukey_blending():
+    """The default plan of new models (``spec.default_stride``): 2.56 windows a pixel, Tukey."""
     from miso_xr import spec
 
-    assert [spec.default_stride(w) for w in (1, 2, 3, 8, 64, 65, 256)] == [1, 1, 1, 4, 32, 32, 128]
+    assert [spec.default_stride(w) for w in (1, 2, 3, 8, 64, 65, 256)] == [1, 1, 1, 5, 40, 40, 160]
     plan = WindowPlan(window=64, stride=spec.default_stride(64))
-    assert plan.blend == "hann" and plan.coverage() == 4
-    # the cheaper plan stays an option: a stride of 3/4 of the window blends with a Tukey weight
+    assert plan.blend == "tukey taper=24 px" and plan.coverage() == pytest.approx(2.56)
+    # every pixel's weights still cross-fade to a constant (a partition of unity along an axis)
+    g = np.sqrt(np.diag(plan.weights()))
+    total = np.zeros(64 * 4)
+    for k in range(5):
+        total[40 * k : 40 * k + 64] += g
+    assert np.allclose(total[64:160], 1.0)
+    # the plans measured against it stay options: Hann at half the window, Tukey at 3/4
+    assert WindowPlan(window=64, stride=32).blend == "hann"
     assert WindowPlan(window=64, stride=48).blend == "tukey taper=16 px"
     result = doctest.testmod(spec)
     assert result.attempted > 0 and result.failed == 0

@@ -51,6 +51,62 @@ def test_threaded_scheduler_loads_the_model_once(toy):
     assert load_counts() == {f"{toy.sha256}@cpu": 1}
 
 
+class ThreadCountingToy(ToyModel):
+    """A ToyModel that records torch's intra-op threads during each of its model calls."""
+
+    seen: list[int] = []
+
+    def predict_windows(self, inputs, x, y, *, device="cpu"):
+        import torch
+
+        ThreadCountingToy.seen.append(torch.get_num_threads())
+        return super().predict_windows(inputs, x, y, device=device)
+
+
+@pytest.fixture
+def two_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_tasks_of_the_threaded_scheduler_share_the_cores(tmp_path, two_torch_threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dask
+    import torch
+    from dask.system import CPU_COUNT
+
+    model = ThreadCountingToy(toy_spec(), seed=3)
+    model.save(tmp_path / "counting.safetensors")
+    maps = predict(toy_cube(64, 64, chunks=16), model, window=8, stride=4)
+    ThreadCountingToy.seen.clear()
+    # fresh threads start from the process's 2 torch threads; one task per core runs at once
+    with ThreadPoolExecutor(CPU_COUNT) as pool, dask.config.set(pool=pool):
+        maps.compute(scheduler="threads")
+    assert len(ThreadCountingToy.seen) >= 16 and set(ThreadCountingToy.seen) == {1}
+    assert torch.get_num_threads() == 2  # the caller's setting is left alone
+    # the synchronous scheduler runs tasks in the caller's thread: all its threads for the model
+    ThreadCountingToy.seen.clear()
+    maps.compute(scheduler="sync")
+    assert set(ThreadCountingToy.seen) == {2}
+    # a pool of one thread keeps every core for that one task
+    seen = []
+
+    def call():
+        with dask.config.set(num_workers=1), workers.task_threads("cpu"):
+            seen.append(torch.get_num_threads())
+        seen.append(torch.get_num_threads())  # restored after the call
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(torch.set_num_threads, 2).result()
+        pool.submit(call).result()
+    assert seen == [min(2, CPU_COUNT), 2]  # its cores, never more than it had
+
+
 def test_a_changed_checkpoint_is_refused(tmp_path):
     model = ToyModel(toy_spec(), seed=1)
     path = tmp_path / "m.safetensors"

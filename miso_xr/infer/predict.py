@@ -8,8 +8,8 @@ grid) just wide enough for every window of the global lattice (:mod:`miso_xr.inf
 touches the chunk from its 8 neighbouring chunks (:mod:`miso_xr.infer.halo`: one lazy layer, so the
 graph of a statewide cube builds in constant time and a few of its chunks compute alone), fetches
 the model from its process cache (:mod:`miso_xr.infer.workers`), runs the lattice's windows in
-batches, blends them (a Hann weight by default, :class:`~miso_xr.infer.windows.WindowPlan`) and
-keeps the chunk's own pixels.
+batches, blends them (a Hann or Tukey weight by default,
+:class:`~miso_xr.infer.windows.WindowPlan`) and keeps the chunk's own pixels.
 Because windows sit on the grid's lattice, not the chunk's, the maps do not depend on the chunking
 (up to float rounding, well below 1e-5).
 
@@ -32,7 +32,14 @@ from ..spec import CLASS_DIM
 from .batching import auto_batch_size
 from .halo import map_halo
 from .windows import WindowPlan, blend_windows
-from .workers import ModelRef, device_lock, get_model, model_ref, resolve_device
+from .workers import (
+    ModelRef,
+    device_lock,
+    get_model,
+    model_ref,
+    resolve_device,
+    task_threads,
+)
 
 __all__ = ["MissingCubeBandError", "OUTPUTS", "check_cube", "predict"]
 
@@ -156,8 +163,8 @@ def predict(
         checkpoint path / URL / hub name (loaded with :func:`miso_xr.load`).
     window, stride
         Window side and lattice step in pixels (default: the checkpoint's ``spec.window`` and
-        ``spec.stride``). ``stride`` must be at most ``window``; ``window // 2`` blends 4 windows
-        per pixel.
+        ``spec.stride``; new models record ``5 * window // 8``, 2.56 windows per pixel). ``stride``
+        must be at most ``window``; ``window // 2`` blends 4 windows per pixel.
     batch_size
         Windows per model call, or ``"auto"`` (the default; ``None`` too): sized on each worker
         by its device's free memory (:func:`~miso_xr.infer.batching.auto_batch_size`).
@@ -173,8 +180,9 @@ def predict(
         Overlap depth in pixels; default (and minimum) the reach of the windows, which
         :meth:`~miso_xr.infer.windows.WindowPlan.halo_for` plans from window, stride and chunks.
     sigma
-        ``None`` (default): blend windows with a Hann weight (smooth; at ``stride = window / 2``
-        a pixel's windows cross-fade over the whole stride). A number: a Gaussian weight of that
+        ``None`` (default): blend windows with a Hann weight at ``stride = window / 2``, a Tukey
+        one (the Hann's ramps over the overlap, flat between) at a longer stride: a pixel's
+        windows cross-fade over the whole of their overlap. A number: a Gaussian weight of that
         width in pixels (the maps of before: ``window / 8``).
     cache_dir
         Where a model that was never saved is saved for the workers to load.
@@ -530,7 +538,7 @@ def _block_prior(
     left, top, res = geo
     xg = left + (first[1] + np.arange(shape[1]) + 0.5) * res  # the windows' formula, exactly
     yg = top - (first[0] + np.arange(shape[0]) + 0.5) * res
-    with device_lock(device):
+    with device_lock(device), task_threads(device):
         return model.location_prior(xg, yg, device=device)
 
 
@@ -544,7 +552,7 @@ def _run_model(
     batch: int,
     **kw: Any,
 ) -> np.ndarray:
-    with device_lock(device):
+    with device_lock(device), task_threads(device):
         return _run_model_locked(model, inputs, xs, ys, device, mc, batch, **kw)
 
 

@@ -74,7 +74,7 @@ class WindowPlan:
     Examples
     --------
     >>> WindowPlan(window=64, stride=32).coverage()
-    4
+    4.0
     """
 
     window: int
@@ -113,9 +113,10 @@ class WindowPlan:
             return f"gaussian sigma={float(self.sigma):g} px"
         return "hann" if self.taper == self.window / 2 else f"tukey taper={self.taper:g} px"
 
-    def coverage(self) -> int:
-        """Windows covering a pixel in 2-D when ``stride`` divides ``window`` (at least otherwise)."""
-        return (self.window // self.stride) ** 2
+    def coverage(self) -> float:
+        """Windows over a pixel in 2-D, on average over the lattice: ``(window / stride)**2``
+        (the work per pixel, in windows)."""
+        return (self.window / self.stride) ** 2
 
     def k_range(self, start: int, stop: int) -> tuple[int, int]:
         """Lattice indices ``k0 <= k < k1`` of the windows touching pixels ``[start, stop)``."""

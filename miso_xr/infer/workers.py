@@ -49,6 +49,7 @@ __all__ = [
     "load_counts",
     "model_ref",
     "resolve_device",
+    "task_threads",
     "tune_allocator",
     "warm_up",
 ]
@@ -309,6 +310,67 @@ def device_lock(device: str) -> Any:
         return contextlib.nullcontext()
     with _LOCK:
         return _DEVICE_LOCKS.setdefault(device, threading.Lock())
+
+
+def task_threads(device: str) -> Any:
+    """On CPU, in a thread of a task pool: torch's threads for this thread's model calls cut to
+    this process's cores shared among the tasks that run at once (a no-op context elsewhere).
+
+    Dask's threaded scheduler runs one task per core, each calling torch, whose own thread pool
+    wants every core too: 2 tasks x 2 torch threads on 2 cores ran ``predict`` 1.15-1.2x slower
+    than 2 x 1 (``benchmarks/bench_predict.py``, (b)). A ``distributed`` worker already gets
+    one thread per task from its nanny's environment. Only the calling thread's torch (OpenMP and
+    MKL) settings change, and they are restored after; never raised above what they were.
+    """
+    import contextlib
+
+    if not device.startswith("cpu") or threading.current_thread() is threading.main_thread():
+        return contextlib.nullcontext()  # the synchronous scheduler, or a plain call
+    return _fewer_threads(max(1, _cores() // _tasks_at_once()))
+
+
+def _cores() -> int:
+    from dask.system import CPU_COUNT
+
+    return int(CPU_COUNT)
+
+
+def _tasks_at_once() -> int:
+    """Tasks a process runs side by side: a ``distributed`` worker's threads, else the threaded
+    scheduler's pool (``num_workers``, default one per core)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError):  # not on a distributed worker
+        pass
+    import dask
+
+    return max(1, int(dask.config.get("num_workers", None) or _cores()))
+
+
+class _fewer_threads:  # noqa: N801 - used like a function: `with _fewer_threads(n):`
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.saved: int | None = None
+
+    def __enter__(self) -> None:
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is None:  # a model without torch (a forest): nothing to share
+            return
+        before = torch.get_num_threads()
+        if self.n < before:
+            self.saved = before
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import torch
+
+            torch.set_num_threads(self.saved)
+            self.saved = None
 
 
 def load_counts() -> dict[str, int]:
