@@ -584,11 +584,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
     ap.add_argument("--repeats", type=int, default=3, help="(a): alternated runs, best kept")
+    ap.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="raster side in px (default 256, --small 128): on a small raster the windows "
+        "straddling its edges are a large share of the work, more so at longer strides",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "bench_predict.json"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     s = _settings(args.small)
+    if args.size:
+        s["size"] = args.size
     res: dict = {
         "command": "python benchmarks/bench_predict.py " + " ".join(argv or sys.argv[1:]),
         "settings": s,

@@ -85,7 +85,7 @@ def test_tasks_of_the_threaded_scheduler_share_the_cores(tmp_path, two_torch_thr
     maps = predict(toy_cube(64, 64, chunks=16), model, window=8, stride=4)
     ThreadCountingToy.seen.clear()
     # fresh threads start from the process's 2 torch threads; one task per core runs at once
-    with ThreadPoolExecutor(CPU_COUNT) as pool, dask.config.set(pool=pool):
+    with ThreadPoolExecutor(CPU_COUNT) as pool, dask.config.set(pool=pool, num_workers=CPU_COUNT):
         maps.compute(scheduler="threads")
     assert len(ThreadCountingToy.seen) >= 16 and set(ThreadCountingToy.seen) == {1}
     assert torch.get_num_threads() == 2  # the caller's setting is left alone
