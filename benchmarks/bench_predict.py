@@ -23,7 +23,8 @@ Utilisation, against a matmul peak measured in the same run on the same threads:
   whole 3-layer LIIF MLP on the concatenated feature, offset and cell size, at every pixel of
   every window of the old plan; plus the encoders and heads), over the elapsed time, over the
   peak. The restructured decode does less work than that, so this can pass 100 %;
-- *actual*: the FLOPs the new path really runs (counted with ``torch.utils.flop_counter``).
+- *actual*: the FLOPs the new path really runs (counted with ``torch.utils.flop_counter``): each
+  window's own, plus the location prior of the ``stride**2`` pixels a window accounts for.
 
 (a) is also given in CPU seconds (all threads) against the peak per CPU-second: on a shared
 machine the wall clock mostly measures the share of the cores the process got.
@@ -212,17 +213,35 @@ def _inputs(n: int, win: int) -> tuple[dict, np.ndarray, np.ndarray]:
     return inputs, xs, xs[:, ::-1] + 1.4e6
 
 
-def counted_flops_per_window(model, s: dict, *, dense: bool) -> float:
-    """FLOPs (matmuls and convolutions) one window really costs on the path chosen."""
+def counted_flops_per_window(model, s: dict, *, dense: bool, shared_prior: bool = False) -> float:
+    """FLOPs (matmuls and convolutions) one window really costs on the path chosen.
+
+    ``shared_prior``: without the location prior, which the new path computes per pixel
+    (:func:`prior_flops_per_pixel`) and hands to the windows.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     from miso_xr.model.liif import unpacked
 
     inputs, xs, ys = _inputs(2, s["window"])
+    kw = {}
+    grid = model.location_prior(xs[0], ys[0]) if shared_prior else None
+    if grid is not None:
+        kw["prior"] = np.ascontiguousarray(np.broadcast_to(grid, (2, *grid.shape)))
     # narrow layers unpacked: the zero blocks of their packed matmuls are not useful work
     with FlopCounterMode(display=False) as counter, unpacked():
-        model.predict_windows(inputs, xs, ys, device="cpu", dense=dense)
+        model.predict_windows(inputs, xs, ys, device="cpu", dense=dense, **kw)
     return counter.get_total_flops() / 2
+
+
+def prior_flops_per_pixel(model, s: dict) -> float:
+    """FLOPs of the location prior per pixel, computed once per pixel (0 without a prior)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, xs, ys = _inputs(1, s["window"])
+    with FlopCounterMode(display=False) as counter:
+        grid = model.location_prior(xs[0], ys[0])
+    return 0.0 if grid is None else counter.get_total_flops() / xs[0].size ** 2
 
 
 def naive_flops_per_window(model, s: dict) -> float:
@@ -625,12 +644,20 @@ def main(argv: list[str] | None = None) -> dict:
     pixels = s["size"] ** 2
 
     naive = naive_flops_per_window(model, s)
-    actual = counted_flops_per_window(model, s, dense=True)
+    windows_only = counted_flops_per_window(model, s, dense=True, shared_prior=True)
+    prior_px = prior_flops_per_pixel(model, s)
+
+    def actual(stride: int) -> float:
+        # a window's own work plus the prior of the stride^2 pixels each window accounts for
+        return windows_only + prior_px * stride**2
+
     peak = matmul_peak()
     res["flops_per_window"] = {
         "naive_every_pixel": naive,
         "query_path": counted_flops_per_window(model, s, dense=False),
-        "dense_path": actual,
+        "dense_path": counted_flops_per_window(model, s, dense=True),
+        "dense_path_without_prior": windows_only,
+        "location_prior_per_pixel": prior_px,
     }
     res["matmul_peak_flops"] = peak
 
@@ -674,8 +701,8 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for name, c, n, flops in (
             ("old_path", c_old, n_old, res["flops_per_window"]["query_path"]),
-            ("new_path", c_new, n_new, actual),
-            *((name, c_other[name], n_other[name], actual) for name in others),
+            ("new_path", c_new, n_new, actual(default)),
+            *((name, c_other[name], n_other[name], actual(st)) for name, st in others.items()),
         )
     }
     res["a_old_path"] = {
@@ -700,7 +727,7 @@ def main(argv: list[str] | None = None) -> dict:
             "pixels_per_s": pixels / t,
             "speedup_vs_old": t_old / t,
             "effective_utilisation": naive * n_old / t / peak,
-            "actual_utilisation": actual * n / t / peak,
+            "actual_utilisation": actual(stride) * n / t / peak,
         }
     res["a_other_plans"] = ["a_" + name for name in others]
     res["a_old_path"]["effective_utilisation"] = naive * n_old / t_old / peak

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
         model.location_prior(grid, grid + 1.4e6)
         prior_px = min(prior_px, (time.perf_counter() - t0) / grid.size**2)
     out_px_per_window = s["stride"] ** 2
-    tiny_flops = bp.counted_flops_per_window(model, s, dense=True)
+    tiny_flops = bp.counted_flops_per_window(model, s, dense=True, shared_prior=True)
     rate = tiny_flops / best
     base_flops = dense_flops_meta("base", 256)
     base_s = base_flops / rate
