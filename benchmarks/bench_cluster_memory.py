@@ -112,13 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         bp.make_cube(side, s["chunks"]).to_zarr(src, mode="w")
         with (
             dask.config.set({"distributed.worker.profile.enabled": not args.no_profiler}),
-            distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            ) as cluster,
+            bp.two_worker_cluster() as cluster,
             distributed.Client(cluster) as client,
         ):
             client.register_plugin(PrewarmModel(model_ref(model)))

@@ -156,7 +156,7 @@ def bare_loop(
     """
     from miso_xr.cube.grid import Grid
     from miso_xr.infer.batching import auto_batch_size
-    from miso_xr.infer.windows import WindowPlan, blend_windows
+    from miso_xr.infer.windows import WindowPlan, blend_windows, window_cells
 
     if old:
         plan = WindowPlan(s["window"], s["stride"], sigma=s["window"] * OLD_SIGMA_FRACTION)
@@ -183,9 +183,7 @@ def bare_loop(
     for i in range(0, rr.size, batch):
         br, bc = rr[i : i + batch], cc[i : i + batch]
         if prior is not None:
-            kw["prior"] = prior[
-                (br - r_lo)[:, None, None] + offs[:, None], (bc - c_lo)[:, None, None] + offs
-            ]
+            kw["prior"] = window_cells(prior, br - r_lo, bc - c_lo, plan.window)
         p = np.stack(
             [
                 padded[:, r + pad : r + pad + plan.window, c + pad : c + pad + plan.window]
@@ -459,6 +457,15 @@ def _worker_state() -> dict:
     }
 
 
+def two_worker_cluster():
+    """The benchmarks' cluster: 2 worker processes of 1 thread, quiet, no dashboard."""
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+    )
+
+
 def cluster_from_files(model, s: dict, tmp: str, *, repeats: int = 3) -> dict:
     """(c): predict -> to_zarr of a cube read lazily from a Zarr store: threads vs processes.
 
@@ -529,15 +536,7 @@ def cluster_from_files(model, s: dict, tmp: str, *, repeats: int = 3) -> dict:
                     continue
                 os.environ["MISO_XR_TUNE_MALLOC"] = tune  # the workers inherit it as they spawn
                 t0 = time.perf_counter()
-                cluster = stack.enter_context(
-                    distributed.LocalCluster(
-                        n_workers=2,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
-                        silence_logs=40,
-                    )
-                )
+                cluster = stack.enter_context(two_worker_cluster())
                 client = stack.enter_context(distributed.Client(cluster, set_as_default=False))
                 runs[label]["start_seconds"] = time.perf_counter() - t0
                 clients[label] = client

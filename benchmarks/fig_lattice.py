@@ -210,11 +210,10 @@ def main(argv: list[str] | None = None) -> dict:
     for row, (name, p) in zip(axes, probs.items()):
         stride = strides[name]
         f = folds[name]
-        amp = float(np.nanmax(f) - np.nanmin(f))
-        res["lattice_amplitude"][name] = amp
+        res["lattice_amplitude"][name] = amplitude(f)
         if lattice:
             g = lattice[name]
-            a = float(np.nanmax(g) - np.nanmin(g))
+            a = amplitude(g)
             res["lattice_amplitude_vs_reference"][name] = a
             # the same fold on the neighbouring periods, where no lattice lines up: what the
             # map's noise alone folds to with as many tiles (the amplitude grows with the period)

@@ -31,7 +31,7 @@ from ..exceptions import IncompatibleCubeError, InputError, MissingBandError, Re
 from ..spec import CLASS_DIM
 from .batching import auto_batch_size
 from .halo import map_halo
-from .windows import WindowPlan, blend_windows
+from .windows import WindowPlan, blend_windows, window_cells
 from .workers import (
     ModelRef,
     device_lock,
@@ -497,9 +497,7 @@ def _predict_block(
         ys = top - (br[:, None] + offs[None, :] + 0.5) * res
         kw = {}
         if prior is not None:  # each window's part of the block's prior: (b, W, W, outputs)
-            kw["prior"] = prior[
-                (br - pr0)[:, None, None] + offs[:, None], (bc - pc0)[:, None, None] + offs
-            ]
+            kw["prior"] = window_cells(prior, br - pr0, bc - pc0, win)
         probs = _run_model(model, inputs, xs, ys, device, mc_samples, batch_size, **kw)
         if probs.shape != (br.size, k, win, win):
             raise RuntimeError(

@@ -48,7 +48,7 @@ import numpy as np
 
 from ..exceptions import InputError
 
-__all__ = ["WindowPlan", "blend_windows", "window_weights"]
+__all__ = ["WindowPlan", "blend_windows", "window_cells", "window_weights"]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -193,6 +193,19 @@ def window_weights(
         c = i - (window - 1) / 2.0
         g = np.exp(-(c**2) / (2.0 * float(sigma) ** 2))
     return np.maximum(np.outer(g, g), 1e-6)
+
+
+def window_cells(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, window: int) -> np.ndarray:
+    """Each window's ``window x window`` cut of a per-pixel ``grid`` (H, W, ...), windows first.
+
+    ``rows``, ``cols``: ``(N,)`` first row / column of each window, in ``grid``'s pixels.
+
+    >>> g = np.arange(16).reshape(4, 4)
+    >>> window_cells(g, np.array([0, 2]), np.array([1, 0]), 2).tolist()
+    [[[1, 2], [5, 6]], [[8, 9], [12, 13]]]
+    """
+    offs = np.arange(window)
+    return grid[rows[:, None, None] + offs[:, None], cols[:, None, None] + offs]
 
 
 def blend_windows(

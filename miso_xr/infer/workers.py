@@ -27,11 +27,14 @@ above 32 MiB, trim above 64 MiB (freed memory beyond that still goes back to the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,8 +307,6 @@ def device_lock(device: str) -> Any:
     Several threads of one worker then take turns on its GPU instead of running out of its memory
     together; CPU threads run side by side (torch releases the GIL).
     """
-    import contextlib
-
     if not device.startswith("cuda"):
         return contextlib.nullcontext()
     with _LOCK:
@@ -322,8 +323,6 @@ def task_threads(device: str) -> Any:
     one thread per task from its nanny's environment. Only the calling thread's torch (OpenMP and
     MKL) settings change, and they are restored after; never raised above what they were.
     """
-    import contextlib
-
     if not device.startswith("cpu") or threading.current_thread() is threading.main_thread():
         return contextlib.nullcontext()  # the synchronous scheduler, or a plain call
     return _fewer_threads(max(1, _cores() // _tasks_at_once()))
@@ -349,28 +348,18 @@ def _tasks_at_once() -> int:
     return max(1, int(dask.config.get("num_workers", None) or _cores()))
 
 
-class _fewer_threads:  # noqa: N801 - used like a function: `with _fewer_threads(n):`
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.saved: int | None = None
-
-    def __enter__(self) -> None:
-        import sys
-
-        torch = sys.modules.get("torch")
-        if torch is None:  # a model without torch (a forest): nothing to share
-            return
-        before = torch.get_num_threads()
-        if self.n < before:
-            self.saved = before
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            import torch
-
-            torch.set_num_threads(self.saved)
-            self.saved = None
+@contextlib.contextmanager
+def _fewer_threads(n: int) -> Iterator[None]:
+    torch = sys.modules.get("torch")  # a model without torch (a forest): nothing to share
+    before = torch.get_num_threads() if torch is not None else 0
+    if n >= before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_counts() -> dict[str, int]:
