@@ -205,3 +205,45 @@ def test_pixel_skip_brings_the_pixel_itself_to_the_prediction():
     assert not hasattr(plain, "pixel")
     old = {k: v for k, v in SMALL.to_dict().items() if k != "pixel_skip"}
     assert MisoConfig.from_dict(old).pixel_skip is False
+
+
+@pytest.mark.parametrize("name", ["micro", "tiny"])
+@pytest.mark.parametrize(
+    ("pixel_skip", "location", "prior"),
+    [(False, False, False), (True, False, False), (False, True, False), (True, True, True)],
+)
+def test_dense_logits_equal_the_decoded_and_queried_logits(name, pixel_skip, location, prior):
+    """The inference path (per-pixel layers in blocks, no embeddings kept) gives decode's logits
+    at every pixel, and the query path's at the pixel centres, whatever the block size."""
+    import dataclasses
+
+    from miso_xr.model import pixel_centres
+
+    cfg = dataclasses.replace(MisoConfig.named(name), pixel_skip=pixel_skip)
+    bands = {"optical": 9, "covariates": 6}
+    torch.manual_seed(1)
+    net = MisoNet(cfg, bands, 3, location=location, location_prior=location).eval()
+    size = cfg.reduction
+    images, _, _ = _batch(bands, b=2, size=size, seed=3)
+    q = size * size
+    query = pixel_centres(size, size).expand(2, -1, -1)
+    loc = 1e5 * torch.randn(2, q, 2, dtype=torch.float64) if location else None
+    with torch.no_grad():
+        feats = net.encode(images)
+        want = net.decode(feats, None, loc, images).logits
+        queried = net.decode(feats, query, loc, images).logits
+        pri = net.location_logits(loc) if prior else None
+        for block in (None, 77, 2 * q + 5):  # blocks across the windows' boundary, or all
+            got = net.dense_logits(feats, None if prior else loc, images, pri, max_points=block)
+            assert got.shape == (2, q, 3)
+            assert (got - want).abs().max() <= 1e-5, block
+            assert (got - queried).abs().max() <= 1e-4, block
+        # each input counts: a wrong location, or no images with the pixel skip, is an error
+        if location:
+            moved = net.dense_logits(feats, loc + 3e4, images)
+            assert (moved - want).abs().max() > 1e-3
+            with pytest.raises(InputError, match="location"):
+                net.dense_logits(feats, loc[:, :5], images)
+        if pixel_skip:
+            with pytest.raises(InputError, match="pixel_skip"):
+                net.dense_logits(feats, loc, None)

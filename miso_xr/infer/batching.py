@@ -16,9 +16,10 @@ from typing import Any
 __all__ = ["CPU_BATCH_BYTES", "CPU_MAX_BATCH", "GPU_MAX_BATCH", "auto_batch_size", "window_bytes"]
 
 CPU_MAX_BATCH = 32
-# the estimated peak of a CPU batch: the tiny model's 64 px windows (30 MB each) ran at 143 ms
-# CPU a window in batches of 4, 161 in 8, 229 in 16 and 238 in 32 (dense decode, 1 thread;
-# the query path: 206 in 8)
+# the estimated peak of a CPU batch. The tiny model's 64 px windows (30 MB each when the layers
+# after LIIF ran over whole windows) took 143 ms CPU a window in batches of 4, 161 in 8, 229 in
+# 16; with those layers in cache-sized blocks (10 MB a window) 58 ms in 4, 54 in 8 and in 16
+# (dense decode, 1 thread)
 CPU_BATCH_BYTES = 128 << 20
 GPU_MAX_BATCH = 512
 FALLBACK_BATCH = 16
@@ -27,10 +28,10 @@ FALLBACK_BATCH = 16
 def window_bytes(model: Any, window: int) -> int:
     """Estimated peak bytes to predict one ``window x window`` window with ``model``.
 
-    For a MISO model, from its configuration: the per-pixel embeddings after the dense LIIF
-    decode (each modality's embedding and projection MLP, the fusion and location branches;
-    the LIIF hidden layers themselves work in bounded chunks), the encoders' stage-0 tokens and
-    the inputs and outputs. Other models: inputs, probabilities and the blend, per pixel.
+    For a MISO model, from its configuration: each modality's blended LIIF hidden layers at every
+    pixel (``MisoNet.dense_logits``; the LIIF blocks and the layers after the blend work in
+    bounded blocks of pixels), the encoders' stage-0 tokens and the inputs and outputs. Other
+    models: inputs, probabilities and the blend, per pixel.
 
     >>> from types import SimpleNamespace as NS
     >>> rf = NS(spec=NS(classes=("a", "b"), modalities=(("covariates", ("e", "s")),)))
@@ -47,10 +48,10 @@ def window_bytes(model: Any, window: int) -> int:
     if cfg is None or width is None:
         return int(io)
     n_mod = len(spec.modalities)
-    fusion = getattr(cfg, "fusion_hidden", width)
-    # 4 live (pixels, D) buffers per modality (embedding, MLP hidden and out, norm), the fused
-    # sum and the fusion hidden layer, the location branch (about 4 D)
-    post = px * 4 * (4 * width * n_mod + width + fusion + 4 * width)
+    # every stage's blended last hidden layer, per modality, live until the readout
+    widths = getattr(cfg, "liif_widths", None)
+    blended = sum(w[-1] for w in widths) if widths else 4 * width
+    post = px * 4 * (blended * n_mod + 2 * k)  # and the logits
     tokens = px // max(1, getattr(cfg, "patch_size", 4)) ** 2
     enc = tokens * 4 * getattr(cfg, "embed_dim", 32) * (getattr(cfg, "mlp_ratio", 4.0) + 8) * n_mod
     return int(io + post + enc)

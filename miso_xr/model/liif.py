@@ -217,7 +217,12 @@ class LIIF(nn.Module):
                 pre = table[batch, ri * w + ci] + self.offset(rel) + base
                 term = self._neighbour(pre) * (wx * wy).unsqueeze(-1).to(table.dtype)
                 acc = term if acc is None else acc + term
-        return self.norm(self.out(acc))
+        return self.readout(acc)
+
+    def readout(self, blend: Tensor) -> Tensor:
+        """The blended last hidden layer (..., F) -> embeddings (..., out_dim): the last layer
+        and the norm, per pixel."""
+        return self.norm(self.out(blend))
 
     def dense(
         self,
@@ -228,7 +233,28 @@ class LIIF(nn.Module):
         cell: Sequence[float] | None = None,
         max_points: int | None = None,
     ) -> Tensor:
-        """Embeddings (B, height * width, out_dim) at every pixel centre, row-major.
+        """Embeddings (B, height * width, out_dim) at every pixel centre, row-major:
+        ``readout(blend_dense(...))``.
+
+        >>> liif = LIIF(4, 8, hidden=(16, 16))
+        >>> f = torch.randn(1, 4, 2, 2)
+        >>> q = pixel_centres(8, 8)[None]
+        >>> bool(torch.allclose(liif.dense(f, 8, 8), liif(f, q), atol=1e-5))
+        True
+        """
+        blend = self.blend_dense(feat, height, width, cell=cell, max_points=max_points)
+        return self.readout(blend)
+
+    def blend_dense(
+        self,
+        feat: Tensor,
+        height: int,
+        width: int,
+        *,
+        cell: Sequence[float] | None = None,
+        max_points: int | None = None,
+    ) -> Tensor:
+        """The blended last hidden layer (B, height * width, F) at every pixel centre, row-major.
 
         The same as ``forward(feat, pixel_centres(height, width), cell=cell)`` (to float
         rounding) for a ``height x width`` image over ``feat`` (B, C, h, w), when ``height`` and
@@ -246,13 +272,9 @@ class LIIF(nn.Module):
         other (as in the query path): the two terms are equal, so they are merged into one of
         weight 1 and the missing neighbour is never evaluated. On a coarse stage that is most of
         the work (on a map of one cell, 3 of 4 neighbours). The last layer and the norm run once
-        over the whole image, after the blend.
-
-        >>> liif = LIIF(4, 8, hidden=(16, 16))
-        >>> f = torch.randn(1, 4, 2, 2)
-        >>> q = pixel_centres(8, 8)[None]
-        >>> bool(torch.allclose(liif.dense(f, 8, 8), liif(f, q), atol=1e-5))
-        True
+        per pixel after the blend (:meth:`readout`), where the caller chooses: over the whole
+        image (:meth:`dense`), or in cache-sized blocks of pixels together with the layers that
+        follow (``MisoNet.dense_logits``).
         """
         b, _, h, w = feat.shape
         if height % h or width % w:
@@ -318,8 +340,7 @@ class LIIF(nn.Module):
                     blend[b0:b1, r0:r1, jy, :, jx] = acc.view(
                         ny, nx, b1 - b0, r1 - r0, w, fw
                     ).permute(2, 3, 0, 4, 1, 5)
-        out = self.out(blend.view(b, height * width, -1))
-        return self.norm(out)
+        return blend.view(b, height * width, fw)
 
     @property
     def hidden_width(self) -> int:
@@ -488,11 +509,26 @@ class MultiScaleLIIF(nn.Module):
 
         Equals ``forward(features, pixel_centres(H, W)[None].expand(B, -1, -1))``.
         """
+        return self.readout(self.blend_dense(features, max_points=max_points))
+
+    def blend_dense(
+        self, features: Sequence[Tensor], *, max_points: int | None = None
+    ) -> list[Tensor]:
+        """Each stage's blended last hidden layer (B, H * W, F_s) at every pixel, row-major:
+        the per-pixel work left (:meth:`readout`) can then run on any block of pixels."""
         hi, wi = self._image_size(features)
-        total = None
+        out = []
         for liif, feat in zip(self.stages, features):
             h, w = feat.shape[-2:]
-            out = liif.dense(feat, hi, wi, cell=(w / wi, h / hi), max_points=max_points)
+            out.append(liif.blend_dense(feat, hi, wi, cell=(w / wi, h / hi), max_points=max_points))
+        return out
+
+    def readout(self, blends: Sequence[Tensor]) -> Tensor:
+        """Embeddings (..., D) from each stage's blended hidden layer (..., F_s) at the same
+        pixels (:meth:`blend_dense`, or any slice of it)."""
+        total = None
+        for liif, blend in zip(self.stages, blends):
+            out = liif.readout(blend)
             total = out if total is None else total + out
         return self.norm(total)
 

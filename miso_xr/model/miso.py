@@ -410,8 +410,7 @@ class MisoModel:
                     with autocast:
                         feats = self.net.encode(images)
                         if dense:
-                            out_ = self.net.decode(feats, None, loc, images, prior=pri)
-                            logits = out_.logits.float()
+                            logits = self.net.dense_logits(feats, loc, images, prior=pri).float()
                             prob += _probabilities(logits, k)
                             continue
                         for q0 in range(0, w * w, chunk):
