@@ -160,7 +160,8 @@ def bare_loop(
 
     if old:
         plan = WindowPlan(s["window"], s["stride"], sigma=s["window"] * OLD_SIGMA_FRACTION)
-        batch, kw = s["old_batch"], {"dense": False, "batch_size": s["old_batch"]}
+        batch = s["old_batch"]
+        kw = {"dense": False, "batch_size": batch, "lanes": 1}  # one call on all threads
     else:
         plan = WindowPlan(s["window"], stride or s["stride"])
         batch = auto_batch_size(model, s["window"], "cpu")

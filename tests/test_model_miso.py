@@ -101,6 +101,61 @@ def test_predict_windows_pixel_equals_the_network_at_that_pixel():
     assert np.isfinite(p).all()
 
 
+def test_windows_run_side_by_side_on_a_cpu_with_several_threads(monkeypatch):
+    """With 2 torch threads a call runs its batches in 2 one-thread lanes; the same values."""
+    import threading
+
+    model = MisoModel.create(_spec(), SMALL, seed=3)
+    inputs, x, y = _windows(n=5)
+    serial = model.predict_windows(inputs, x, y, batch_size=2)  # one thread (the fixture)
+    seen = []
+    encode = model.net.encode
+
+    def spy(images):
+        size = next(iter(images.values())).shape[0]
+        seen.append((threading.current_thread().name, torch.get_num_threads(), size))
+        assert not torch.is_grad_enabled()
+        return encode(images)
+
+    monkeypatch.setattr(model.net, "encode", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        lanes = model.predict_windows(inputs, x, y, batch_size=2)
+        assert torch.get_num_threads() == 2  # the caller's setting is left as it was
+    finally:
+        torch.set_num_threads(before)
+    assert np.abs(lanes - serial).max() <= 1e-6
+    names = {name for name, _, _ in seen}
+    assert len(names) == 2 and all(n.startswith("miso-window") for n in names)
+    assert {threads for _, threads, _ in seen} == {1}
+    assert sorted(size for _, _, size in seen) == [1, 2, 2]  # batches of at most 2
+    # lanes=1: the batches in order, in the calling thread, on its threads
+    seen.clear()
+    torch.set_num_threads(2)
+    try:
+        one = model.predict_windows(inputs, x, y, batch_size=2, lanes=1)
+    finally:
+        torch.set_num_threads(before)
+    assert np.abs(one - serial).max() <= 1e-6
+    assert {(name, threads) for name, threads, _ in seen} == {(threading.current_thread().name, 2)}
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(InputError, match=f"lanes={bad!r}"):
+            model.predict_windows(inputs, x, y, lanes=bad)
+
+    # an error in a lane reaches the caller
+    def broken(images):
+        raise RuntimeError("lane failed")
+
+    monkeypatch.setattr(model.net, "encode", broken)
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="lane failed"):
+            model.predict_windows(inputs, x, y, batch_size=2)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_location_prior_once_per_pixel_equals_the_prior_in_every_window():
     model = MisoModel.create(_spec(), SMALL, seed=2)
     inputs, x, y = _windows(n=3)
