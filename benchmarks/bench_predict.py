@@ -227,9 +227,10 @@ def counted_flops_per_window(model, s: dict, *, dense: bool, shared_prior: bool 
     grid = model.location_prior(xs[0], ys[0]) if shared_prior else None
     if grid is not None:
         kw["prior"] = np.ascontiguousarray(np.broadcast_to(grid, (2, *grid.shape)))
-    # narrow layers unpacked: the zero blocks of their packed matmuls are not useful work
+    # narrow layers unpacked: the zero blocks of their packed matmuls are not useful work; one
+    # lane: the counter sees only the ops of its own thread
     with FlopCounterMode(display=False) as counter, unpacked():
-        model.predict_windows(inputs, xs, ys, device="cpu", dense=dense, **kw)
+        model.predict_windows(inputs, xs, ys, device="cpu", dense=dense, lanes=1, **kw)
     return counter.get_total_flops() / 2
 
 
