@@ -1,4 +1,4 @@
-"""Where one batch of windows spends its time: encoders, each LIIF stage, heads, location.
+"""Where one batch of windows spends its time: encoders, each LIIF stage, the layers after.
 
 CPU time (``time.process_time``, one torch thread, best of a few runs) per window for each part
 of the dense path, and the whole model call on the old path (pixel centres queried as points,
@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 
 def main(argv: list[str] | None = None) -> dict:
     import bench_predict as bp
+    import numpy as np
     import torch
 
     from miso_xr.infer.batching import auto_batch_size
@@ -60,22 +61,31 @@ def main(argv: list[str] | None = None) -> dict:
             for i, (stage, f) in enumerate(zip(liif.stages, stages)):
                 h, w = f.shape[-2:]
                 cell = (w / win, h / win)
-                rows[f"LIIF {m} stage {i} ({h}x{w} cells)"] = ms(
-                    lambda st=stage, f=f, cell=cell: st.dense(f, win, win, cell=cell)
+                rows[f"LIIF {m} stage {i} ({h}x{w} cells), blend"] = ms(
+                    lambda st=stage, f=f, cell=cell: st.blend_dense(f, win, win, cell=cell)
                 )
                 big[f"{m} stage {i}"] = ms(
-                    lambda st=stage, f=f, cell=cell: st.dense(
+                    lambda st=stage, f=f, cell=cell: st.blend_dense(
                         f, win, win, cell=cell, max_points=1 << 17
                     )
                 )
-            emb = liif.dense(stages)
-            rows[f"projection MLP {m}"] = ms(lambda m=m, e=emb: net.project[m](e))
-        e = torch.zeros(n, win * win, net.config.width)
-        rows["fusion MLP (visual)"] = ms(lambda: net.visual(e))
-        rows["head"] = ms(lambda: net.head(e))
-        if net.has_location:
-            loc = torch.zeros(n, win * win, 2, dtype=torch.float64)
-            rows["location encoder (prior)"] = ms(lambda: net.location(loc))
+        # everything after the blends, per pixel in cache-sized blocks: the whole inference
+        # decode less its blends (each stage's last layer and norm, projections, fusion, head)
+        prior = None
+        if net.location_prior:
+            prior = torch.zeros(n, win * win, net.num_outputs)
+        blends = sum(v for k, v in rows.items() if k.startswith("LIIF"))
+        decode = ms(lambda: net.dense_logits(feats, None, images, prior))
+        rows["per-pixel layers after the blend, in blocks"] = decode - blends
+        whole = {}
+        for m in feats:
+            emb = net.implicit[m].dense(feats[m])
+            whole[m] = ms(lambda m=m, e=emb: net.project[m](e))
+        if net.location_prior:
+            grid = 250_000 + 10.0 * np.arange(win)
+            rows["location prior, once per pixel"] = ms(
+                lambda: [model.location_prior(grid, grid + 1.4e6) for _ in range(n)]
+            )
     parts = sum(rows.values())
     old = ms(lambda: model.predict_windows(inputs, xs, ys, dense=False, batch_size=8))
     auto = auto_batch_size(model, win, "cpu")
@@ -83,11 +93,13 @@ def main(argv: list[str] | None = None) -> dict:
     one_call = ms(lambda: model.predict_windows(inputs, xs, ys, batch_size=n))
     print(f"{s['config']} model, {win} px windows, {n} windows a call, 1 thread, CPU ms per window")
     for name, v in rows.items():
-        print(f"  {name:40s} {v:8.3f}  {100 * v / one_call:5.1f} %")
-    print(f"  {'sum of the parts':40s} {parts:8.3f}")
+        print(f"  {name:45s} {v:8.3f}  {100 * v / one_call:5.1f} %")
+    print(f"  {'sum of the parts':45s} {parts:8.3f}")
+    for m, v in whole.items():
+        print(f"  (projection MLP {m} over whole windows, as before: {v:.3f})")
     cache = sum(v for k, v in rows.items() if k.startswith("LIIF"))
     print(
-        f"LIIF stages: cache-sized blocks {cache:8.3f}, blocks of 1 << 17 points "
+        f"LIIF blends: cache-sized blocks {cache:8.3f}, blocks of 1 << 17 points "
         f"{sum(big.values()):8.3f}   ratio {sum(big.values()) / cache:.2f}x"
     )
     print(f"model call, new path (dense, {n} a call)   {one_call:8.3f}")
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     return {
         "parts_ms": rows,
         "liif_big_blocks_ms": big,
+        "projection_whole_windows_ms": whole,
         "new_ms": new,
         "new_one_call_ms": one_call,
         "old_ms": old,
