@@ -252,6 +252,14 @@ def test_mc_dropout_samples_average_and_vary():
     assert not np.allclose(mc, det)
     assert not model.net.training  # eval mode restored
     assert np.array_equal(det, model.predict_windows(inputs, x, y))  # deterministic again
+    # a model in training (some parts, as when a head is fine-tuned) predicts in eval mode and
+    # gets each module's own mode back, both paths (predict_windows and location_prior)
+    model.net.encoders.train()
+    before = {name: m.training for name, m in model.net.named_modules()}
+    assert np.array_equal(det, model.predict_windows(inputs, x, y))
+    model.location_prior(x[0], y[0])
+    model.predict_windows(inputs, x, y, mc_samples=2)
+    assert {name: m.training for name, m in model.net.named_modules()} == before
     nodrop = MisoModel.create(_spec(), SMALL.replace(dropout=0.0), seed=0)
     assert np.allclose(
         nodrop.predict_windows(inputs, x, y, mc_samples=2),

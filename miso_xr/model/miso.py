@@ -8,8 +8,9 @@ values, saves and loads checkpoints, and predicts class probabilities at every p
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -389,15 +390,6 @@ class MisoModel:
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64)
         passes = max(mc_samples, 1)
-        was_training = self.net.training
-        # switching modes walks every module (milliseconds a call): only when it changes anything
-        switched = mc_samples > 0 or any(mod.training for mod in self.net.modules())
-        if switched:
-            self.net.eval()
-        if mc_samples > 0:  # dropout on, everything else (drop path, norms) in eval mode
-            for mod in self.net.modules():
-                if isinstance(mod, nn.Dropout):
-                    mod.train()
         autocast = _autocast(dev)
 
         def run(start: int, stop: int) -> None:
@@ -445,15 +437,13 @@ class MisoModel:
         count = -(-n // batch_size)  # batches, as many for each lane
         step = -(-n // (-(-count // lanes) * lanes))
         batches = [(s0, min(s0 + step, n)) for s0 in range(0, n, step)]
-        try:
+        # eval mode; with MC-dropout the dropout layers on (drop path and norms still in eval)
+        with _modes(self.net, dropout=mc_samples > 0):
             if lanes > 1 and len(batches) > 1:
                 _side_by_side(run, batches, lanes)
             else:
                 for start, stop in batches:
                     run(start, stop)
-        finally:
-            if switched:
-                self.net.train(was_training)
         return out
 
     @torch.no_grad()
@@ -482,20 +472,13 @@ class MisoModel:
         out = np.empty((gy.size, gx.size, self.net.num_outputs), np.float32)
         rows = max(1, max_points // max(gx.size, 1))
         tx = torch.from_numpy(gx).to(dev)
-        head = self.net.location_head
-        modes = [m.training for m in (self.net.location, head)]
-        self.net.location.eval()
-        head.eval()
-        try:
+        with _modes(self.net.location, self.net.location_head):
             for r0 in range(0, gy.size, rows):
                 ty = torch.from_numpy(gy[r0 : r0 + rows]).to(dev)
                 xy = torch.stack(torch.broadcast_tensors(tx[None, :], ty[:, None]), dim=-1)
                 with _autocast(dev):
                     logits = self.net.location_logits(xy).float()
                 out[r0 : r0 + rows] = logits.cpu().numpy()
-        finally:
-            self.net.location.train(modes[0])
-            head.train(modes[1])
         return out
 
     def __repr__(self) -> str:
@@ -507,6 +490,26 @@ class MisoModel:
             f"params={self.num_parameters():,}, device={str(self.device)!r}, "
             f"sha256={self.sha256[:12] + '...' if self.sha256 else None})"
         )
+
+
+@contextlib.contextmanager
+def _modes(*roots: nn.Module, dropout: bool = False) -> Iterator[None]:
+    """Every module under ``roots`` in eval mode (its dropout layers in training mode with
+    ``dropout``, for MC-dropout), each module's own mode restored after. Nothing is switched
+    when every module already is as wanted (the usual case: a loaded model is in eval mode)."""
+    mods = [m for root in roots for m in root.modules()]
+    before = [m.training for m in mods]
+    want = [dropout and isinstance(m, nn.Dropout) for m in mods]
+    if before == want:
+        yield
+        return
+    for m, w in zip(mods, want):
+        m.training = w
+    try:
+        yield
+    finally:
+        for m, b in zip(mods, before):
+            m.training = b
 
 
 def _side_by_side(run: Any, batches: list[tuple[int, int]], lanes: int) -> None:
@@ -535,8 +538,6 @@ def _probabilities(logits: Tensor, k: int) -> Tensor:
 
 def _autocast(device: torch.device) -> Any:
     """bf16 (else fp16) autocast on CUDA; a no-op context on CPU (CPU bf16 is ~400x slower)."""
-    import contextlib
-
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
