@@ -247,3 +247,20 @@ def test_dense_logits_equal_the_decoded_and_queried_logits(name, pixel_skip, loc
         if pixel_skip:
             with pytest.raises(InputError, match="pixel_skip"):
                 net.dense_logits(feats, loc, None)
+
+
+def test_dense_logits_stay_float32_under_autocast():
+    """Under bf16 autocast (CUDA's inference) the logits are kept in float32, as decode's are."""
+    bands = {"covariates": 6}
+    torch.manual_seed(2)
+    net = MisoNet(SMALL, bands, 3, location=True, location_prior=True).eval()
+    size = SMALL.reduction
+    images, _, _ = _batch(bands, b=1, size=size, seed=4)
+    loc = 1e5 * torch.randn(1, size * size, 2, dtype=torch.float64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = net.encode(images)
+        prior = net.location_logits(loc)
+        got = net.dense_logits(feats, None, images, prior)
+        want = net.decode(feats, None, None, images, prior=prior).logits
+    assert got.dtype == torch.float32
+    assert (got - want.float()).abs().max() <= 1e-6

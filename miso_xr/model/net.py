@@ -243,7 +243,7 @@ class MisoNet(nn.Module):
         *,
         max_points: int | None = None,
     ) -> Tensor:
-        """Logits (B, H * W, K) at every pixel of the encoded images, row-major.
+        """Logits (B, H * W, K), float32, at every pixel of the encoded images, row-major.
 
         The same values as ``decode(features, None, location, images, prior).logits`` (to float
         rounding) in less time. LIIF's hidden layers run over the whole image, in their own
@@ -274,7 +274,9 @@ class MisoNet(nn.Module):
         some = blends[next(iter(self.bands))][0]
         step = readout_points(self.config.width, some.device) if max_points is None else max_points
         step = max(1, int(step))
-        out = torch.empty((n, self.num_outputs), dtype=some.dtype, device=some.device)
+        # float32 logits: under autocast the blends are bf16, but a logit (plus the prior's)
+        # rounded to bf16 would move probabilities by ~1e-2
+        out = torch.empty((n, self.num_outputs), dtype=torch.float32, device=some.device)
         for r0 in range(0, n, step):
             cut = slice(r0, min(r0 + step, n))
             zs = {m: self.implicit[m].readout([x[cut] for x in blends[m]]) for m in self.bands}
