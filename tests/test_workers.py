@@ -235,12 +235,12 @@ def test_cluster_workers_raise_the_frozen_mmap_threshold(client, toy):
     ("env", "raised"),
     [
         ({"MALLOC_TRIM_THRESHOLD_": "65536"}, True),
-        ({}, False),  # glibc's dynamic threshold is left alone
+        ({}, True),  # glibc's dynamic thresholds also fault pages in afresh (docstring)
         ({"MALLOC_TRIM_THRESHOLD_": "65536", "MISO_XR_TUNE_MALLOC": "0"}, False),
         ({"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "4096"}, False),
     ],
 )
-def test_tune_allocator_only_when_dask_froze_the_threshold(env, raised):
+def test_tune_allocator_unless_turned_off_or_chosen_by_the_user(env, raised):
     import os
     import platform
     import subprocess
