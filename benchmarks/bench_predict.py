@@ -224,14 +224,23 @@ def counted_flops_per_window(model, s: dict, *, dense: bool, shared_prior: bool 
 
     inputs, xs, ys = _inputs(2, s["window"])
     kw = {}
-    grid = model.location_prior(xs[0], ys[0]) if shared_prior else None
-    if grid is not None:
-        kw["prior"] = np.ascontiguousarray(np.broadcast_to(grid, (2, *grid.shape)))
+    prior = window_prior(model, xs, ys) if shared_prior else None
+    if prior is not None:
+        kw["prior"] = prior
     # narrow layers unpacked: the zero blocks of their packed matmuls are not useful work; one
     # lane: the counter sees only the ops of its own thread
     with FlopCounterMode(display=False) as counter, unpacked():
         model.predict_windows(inputs, xs, ys, device="cpu", dense=dense, lanes=1, **kw)
     return counter.get_total_flops() / 2
+
+
+def window_prior(model, xs: np.ndarray, ys: np.ndarray) -> np.ndarray | None:
+    """The location prior of :func:`_inputs`' windows (which all lie on the same pixels), as
+    ``predict_windows(prior=...)`` takes it; None for a model without one."""
+    grid = model.location_prior(xs[0], ys[0])
+    if grid is None:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(grid, (len(xs), *grid.shape)))
 
 
 def prior_flops_per_pixel(model, s: dict) -> float:

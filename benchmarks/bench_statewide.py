@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     # per core: predict_windows on one thread, 4 windows, best of 2, with the location prior
     # computed once per pixel as infer/ does per block (timed apart, per pixel)
     inputs, xs, ys = bp._inputs(4, s["window"])
-    prior = model.location_prior(xs[0], ys[0])
-    prior = np.ascontiguousarray(np.broadcast_to(prior, (4, *prior.shape)))
+    prior = bp.window_prior(model, xs, ys)
     model.predict_windows(inputs, xs, ys, batch_size=4, prior=prior)
     best = prior_px = float("inf")
     grid = 250_000 + 10.0 * np.arange(256)

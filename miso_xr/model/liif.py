@@ -35,7 +35,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LIIF", "MultiScaleLIIF", "block_points", "narrow_linear", "pixel_centres", "unpacked"]
+__all__ = [
+    "LIIF",
+    "MultiScaleLIIF",
+    "block_points",
+    "narrow_linear",
+    "pixel_centres",
+    "points_per_block",
+    "unpacked",
+]
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -372,10 +380,19 @@ def block_points(liif: LIIF, device: torch.device | str) -> int:
     >>> block_points(LIIF(8, 16, hidden=(64, 32)), "cpu")
     4096
     """
+    return points_per_block(max((*liif.hidden, liif.offset.out_features)), device)
+
+
+def points_per_block(width: int, device: torch.device | str) -> int:
+    """Rows of a ``width``-wide float32 layer per block: on CPU the rows that fill
+    ``CPU_BLOCK_BYTES`` (about a core's L2 cache), elsewhere ``DEVICE_BLOCK_POINTS``.
+
+    >>> points_per_block(128, "cpu")
+    2048
+    """
     if torch.device(device).type != "cpu":
         return DEVICE_BLOCK_POINTS
-    widest = max((*liif.hidden, liif.offset.out_features))
-    return max(1, CPU_BLOCK_BYTES // (4 * widest))
+    return max(1, CPU_BLOCK_BYTES // (4 * width))
 
 
 class _Live(NamedTuple):

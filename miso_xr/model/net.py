@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..exceptions import InputError, MissingBandError
 from .config import MisoConfig
-from .liif import CPU_BLOCK_BYTES, DEVICE_BLOCK_POINTS, MultiScaleLIIF
+from .liif import MultiScaleLIIF, points_per_block
 from .location import LocationEncoder
 from .swin import SwinV2Encoder
 
@@ -223,9 +223,7 @@ class MisoNet(nn.Module):
             )
         qshape = self._query_shape(features) if query is None else tuple(query.shape)
         location = self._check_extras(qshape, location, images, prior)
-        pixels = {}
-        if self.config.pixel_skip:
-            pixels = {m: _pixels_at(images[m], query) for m in self.bands}  # type: ignore[index]
+        pixels = self._skip_pixels(images, query)
         zs = {}
         for m in self.bands:
             imp = self.implicit[m]
@@ -266,9 +264,7 @@ class MisoNet(nn.Module):
         blends = {
             m: [flat(x) for x in self.implicit[m].blend_dense(features[m])] for m in self.bands
         }
-        pixels = {}
-        if self.config.pixel_skip:
-            pixels = {m: flat(_pixels_at(images[m], None)) for m in self.bands}  # type: ignore[index]
+        pixels = {m: flat(p) for m, p in self._skip_pixels(images, None).items()}
         location = None if location is None else flat(location)
         prior = None if prior is None else flat(prior)
         some = blends[next(iter(self.bands))][0]
@@ -288,6 +284,14 @@ class MisoNet(nn.Module):
                 None,
             )
         return out.view(b, q, self.num_outputs)
+
+    def _skip_pixels(
+        self, images: Mapping[str, Tensor] | None, query: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Each modality's pixel values at the queries for the pixel skip; {} without it."""
+        if not self.config.pixel_skip:
+            return {}
+        return {m: _pixels_at(images[m], query) for m in self.bands}  # type: ignore[index]
 
     def _query_shape(self, features: Mapping[str, list[Tensor]]) -> tuple[int, ...]:
         """(B, H * W, 2): every pixel of the images ``features`` were encoded from."""
@@ -379,17 +383,15 @@ class MisoNet(nn.Module):
 
 def readout_points(width: int, device: torch.device | str) -> int:
     """Pixels per block of :meth:`MisoNet.dense_logits`' per-pixel layers when ``max_points`` is
-    None: on CPU, blocks whose (pixels, ``width``) tensors take ``CPU_BLOCK_BYTES`` (about the
-    core's L2 cache; tiny, 4 windows of 64 px, 1 thread: the layers after LIIF's blend took
-    110 ms in blocks of 2,048 px, 151 ms over the whole 16,384 px, 121 ms in blocks of 512);
-    elsewhere (CUDA) ``DEVICE_BLOCK_POINTS``, a bound on memory only.
+    None: LIIF's cache-sized blocks (:func:`~miso_xr.model.liif.points_per_block`) of its
+    ``width``-wide tensors, at least 64 (tiny, 4 windows of 64 px, 1 thread: the layers after
+    LIIF's blend took 110 ms in blocks of 2,048 px, 151 ms over the whole 16,384 px, 121 ms in
+    blocks of 512).
 
     >>> readout_points(128, "cpu")
     2048
     """
-    if torch.device(device).type != "cpu":
-        return DEVICE_BLOCK_POINTS
-    return max(64, CPU_BLOCK_BYTES // (4 * width))
+    return max(64, points_per_block(width, device))
 
 
 def _pixels_at(image: Tensor, query: Tensor | None) -> Tensor:
